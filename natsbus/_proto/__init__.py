@@ -1,0 +1,1 @@
+"""Generated protobuf code; do not edit by hand. Regenerate with `make proto`."""

@@ -1,0 +1,312 @@
+"""The abstract :class:`WorkerBus`: subscriptions, lifecycle, routing of sent messages."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import enum
+import itertools
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from time import time as _now
+from types import TracebackType
+from typing import Self
+
+from natsbus._ids import new_id
+from natsbus.bus.dispatch import (
+    DEFAULT_TIME_SLICE,
+    DispatcherStatistics,
+    DispatchObserver,
+    LaneQueue,
+    SubscriberDispatcher,
+)
+from natsbus.bus.subscriber import BusSubscriber
+from natsbus.errors import BusClosedError
+from natsbus.messages import BusLocalMessage, BusMessage, BusSystemMessage
+
+__all__ = ["BusState", "BusStatistics", "WorkerBus"]
+
+logger = logging.getLogger(__name__)
+
+_bus_numbers = itertools.count(1)
+
+
+class BusState(enum.Enum):
+    """Where a bus is in its life. It only moves forward: CREATED, STARTED, STOPPED."""
+
+    CREATED = "created"
+    """Made, not started: sent messages wait in the subscribers' lanes."""
+    STARTED = "started"
+    """Dispatching to subscribers."""
+    STOPPED = "stopped"
+    """Stopped for good: nothing is dispatched, ``send()`` raises :class:`BusClosedError`."""
+
+
+@dataclass(frozen=True, slots=True)
+class BusStatistics:
+    """A snapshot of a bus and of its subscribers' dispatchers.
+
+    Attributes:
+        state: The bus's lifecycle state.
+        dropped: Messages that reached the bus after it stopped and were discarded.
+        subscribers: Each subscriber's dispatcher statistics, by subscriber name.
+    """
+
+    state: BusState
+    dropped: int
+    subscribers: Mapping[str, DispatcherStatistics]
+
+
+class WorkerBus(abc.ABC):
+    """Abstract base for inter-worker and runner-worker communication.
+
+    Pub/sub messaging where each subscriber receives messages independently through its own
+    pair of priority lanes: system messages (a cancel, say) are handled ahead of queued data
+    messages, and data messages in FIFO order. On a local bus every subscriber receives every
+    message and filters on ``message.target`` itself.
+
+    Subclasses implement :meth:`publish` for their transport. :meth:`send` stamps the message
+    and keeps local-only messages in the process. A network bus overrides :meth:`start` and
+    :meth:`stop` to manage its connection (calling ``super()``) and calls
+    :meth:`on_message_received` for every message that arrives.
+
+    Lifecycle: messages sent before :meth:`start` wait and are delivered once started;
+    :meth:`start` and :meth:`stop` are safe to call twice; a stopped bus cannot be restarted.
+    The bus is an async context manager that starts and stops it.
+
+    Args:
+        name: A name for logs; defaults to the class name and a number.
+        observer: Hooks called around every handler call (metrics, tracing).
+        time_slice: Seconds a dispatch lane may hold the event loop before yielding.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        observer: DispatchObserver | None = None,
+        time_slice: float = DEFAULT_TIME_SLICE,
+    ) -> None:
+        if time_slice <= 0:
+            raise ValueError(f"time_slice must be positive, got {time_slice!r}")
+        self._name = name if name is not None else f"{type(self).__name__}#{next(_bus_numbers)}"
+        self._observer = observer
+        self._time_slice = time_slice
+        self._state = BusState.CREATED
+        # The hot paths test this bool: comparing an enum member costs ten times more.
+        self._stopped = False
+        self._dispatchers: dict[str, SubscriberDispatcher] = {}
+        # Snapshots of every dispatcher's lanes, rebuilt on (un)subscribe, so the fan-out in
+        # on_message_received() iterates a tuple that cannot change under it.
+        self._system_lanes: tuple[LaneQueue, ...] = ()
+        self._data_lanes: tuple[LaneQueue, ...] = ()
+        self._dropped = 0
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._name!r} {self._state.value}>"
+
+    @property
+    def name(self) -> str:
+        """The bus's name, for logs."""
+        return self._name
+
+    @property
+    def state(self) -> BusState:
+        """The bus's lifecycle state."""
+        return self._state
+
+    @property
+    def subscribers(self) -> tuple[BusSubscriber, ...]:
+        """The subscribers currently registered, in subscription order."""
+        return tuple(dispatcher.subscriber for dispatcher in self._dispatchers.values())
+
+    async def start(self) -> None:
+        """Start dispatch tasks for all registered subscribers. A no-op if already started.
+
+        Raises:
+            BusClosedError: The bus was stopped; a stopped bus cannot be restarted.
+        """
+        if self._state is BusState.STARTED:
+            return
+        if self._state is BusState.STOPPED:
+            raise BusClosedError(f"{self!r} was stopped and cannot be restarted")
+        self._state = BusState.STARTED
+        for dispatcher in self._dispatchers.values():
+            dispatcher.start()
+        # Let the new tasks run their first step before start() returns.
+        await asyncio.sleep(0)
+
+    async def stop(self) -> None:
+        """Stop all dispatch tasks; messages still queued are dropped. Safe to call twice.
+
+        Every task is cancelled before any is awaited, so the bus is released even if the
+        caller is cancelled while waiting. Called from inside a handler, it lets that handler
+        finish (nothing else is handled).
+
+        Raises:
+            asyncio.CancelledError: The caller was cancelled while waiting for the tasks.
+        """
+        if self._state is BusState.STOPPED:
+            return
+        self._state = BusState.STOPPED
+        self._stopped = True
+        dispatchers = list(self._dispatchers.values())
+        for dispatcher in dispatchers:
+            dispatcher.cancel()
+        for dispatcher in dispatchers:
+            await dispatcher.stop()
+
+    async def subscribe(self, subscriber: BusSubscriber) -> None:
+        """Register a subscriber to receive messages from the bus.
+
+        Idempotent: re-subscribing an already-registered subscriber is a no-op. On a started
+        bus the subscriber's dispatch starts at once. It receives messages sent from now on.
+
+        Args:
+            subscriber: The :class:`BusSubscriber` to register.
+
+        Raises:
+            ValueError: Another subscriber with the same name is registered, or the name is
+                empty.
+            BusClosedError: The bus was stopped.
+        """
+        if self._state is BusState.STOPPED:
+            raise BusClosedError(f"cannot subscribe to {self!r}")
+        name = subscriber.name
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a subscriber name must be a non-empty str, got {name!r}")
+        existing = self._dispatchers.get(name)
+        if existing is not None:
+            if existing.subscriber is subscriber:
+                return
+            # The reference keys subscribers by name; silently ignoring a second object with
+            # the same name would leave it deaf without anyone noticing.
+            raise ValueError(f"another subscriber named {name!r} is already subscribed")
+        dispatcher = SubscriberDispatcher(
+            subscriber, observer=self._observer, time_slice=self._time_slice
+        )
+        self._dispatchers[name] = dispatcher
+        self._rebuild_lanes()
+        if self._state is BusState.STARTED:
+            dispatcher.start()
+            await asyncio.sleep(0)
+
+    async def unsubscribe(self, subscriber: BusSubscriber) -> None:
+        """Remove a subscriber and cancel its dispatch tasks; it receives nothing more.
+
+        A no-op for a subscriber that is not registered. Its queued messages are dropped.
+
+        Args:
+            subscriber: The :class:`BusSubscriber` to remove.
+        """
+        existing = self._dispatchers.get(subscriber.name)
+        if existing is None or existing.subscriber is not subscriber:
+            return
+        del self._dispatchers[existing.name]
+        self._rebuild_lanes()
+        await existing.stop()
+
+    async def send(self, message: BusMessage) -> None:
+        """Send a message through the bus.
+
+        Stamps ``message.id`` (unique across processes) and ``message.sent_at`` (Unix time),
+        then delivers local-only messages (:class:`~natsbus.BusLocalMessage`) straight to the
+        local subscribers and passes every other message to :meth:`publish`.
+
+        Args:
+            message: The bus message to send.
+
+        Raises:
+            BusClosedError: The bus was stopped.
+            TypeError: ``message`` is not a :class:`~natsbus.BusMessage`.
+        """
+        if self._stopped:
+            raise BusClosedError(f"cannot send {type(message).__name__} on {self!r}")
+        if not isinstance(message, BusMessage):
+            raise TypeError(f"expected a BusMessage, got {message!r}")
+        # WorkerBus.stamp, inlined: this is the hot path.
+        message.id = new_id()
+        message.sent_at = _now()
+        if isinstance(message, BusLocalMessage):
+            self.on_message_received(message)
+        else:
+            await self.publish(message)
+
+    def stamp(self, message: BusMessage) -> None:
+        """Stamp the envelope metadata that :meth:`send` stamps, for a message made inside a bus.
+
+        A transport that answers on a user's behalf (an error response, say) stamps its
+        message with this before handing it on.
+
+        Args:
+            message: The message to stamp with a fresh ``id`` and ``sent_at``.
+        """
+        message.id = new_id()
+        message.sent_at = _now()
+
+    @abc.abstractmethod
+    async def publish(self, message: BusMessage) -> None:
+        """Publish a message to the transport.
+
+        Subclasses implement this for their transport. Called by :meth:`send` for every
+        message that is not local-only, already stamped.
+
+        Args:
+            message: The bus message to publish.
+        """
+
+    def on_message_received(self, message: BusMessage) -> None:
+        """Deliver a message to all local subscribers via their priority lanes.
+
+        Called by bus implementations when a message arrives, from a local :meth:`send` or
+        from a network transport. Never blocks. After :meth:`stop` the message is dropped
+        (and counted), since a transport may still hand over a message while shutting down.
+
+        Args:
+            message: The bus message to deliver.
+        """
+        if self._stopped:
+            self._dropped += 1
+            return
+        lanes = self._system_lanes if isinstance(message, BusSystemMessage) else self._data_lanes
+        for lane in lanes:
+            # SubscriberDispatcher.put, inlined: this runs once per message per subscriber.
+            lane.queue.append(message)
+            if lane.waiter is not None:
+                lane.wake()
+
+    @property
+    def redelivers_jobs(self) -> bool:
+        """Whether a job request left unanswered when the bus stops goes to another replica.
+
+        False here: an in-process bus has no replicas. A network bus that keeps jobs durable
+        (:class:`~natsbus.bus.nats.NatsBus`) says True, and a draining worker then leaves a
+        request it will not run unanswered instead of answering it ``cancelled``.
+        """
+        return False
+
+    def statistics(self) -> BusStatistics:
+        """Return a snapshot of the bus: state, drops, and every subscriber's lanes."""
+        return BusStatistics(
+            self._state,
+            self._dropped,
+            {name: dispatcher.statistics() for name, dispatcher in self._dispatchers.items()},
+        )
+
+    def _rebuild_lanes(self) -> None:
+        lanes = [dispatcher.lanes for dispatcher in self._dispatchers.values()]
+        self._system_lanes = tuple(system for system, _ in lanes)
+        self._data_lanes = tuple(data for _, data in lanes)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

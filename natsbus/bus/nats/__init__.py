@@ -1,0 +1,7 @@
+"""The NATS + JetStream bus (``NatsBus``), for workers spread across processes and pods."""
+
+from natsbus.bus.nats.bus import NatsBus
+from natsbus.bus.nats.layout import SubjectLayout
+from natsbus.bus.nats.options import JetStreamOptions, NatsConnectOptions
+
+__all__ = ["JetStreamOptions", "NatsBus", "NatsConnectOptions", "SubjectLayout"]

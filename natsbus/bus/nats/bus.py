@@ -1,0 +1,635 @@
+"""NatsBus: the WorkerBus that connects processes and pods through NATS and JetStream.
+
+Core messages travel on core NATS, one subject per lane and target (see
+:mod:`natsbus.bus.nats.layout`), and the system lane has a connection of its own so that a
+backlog of data bytes never sits in front of a cancel. Job messages travel on JetStream: a job
+request is stored, taken by exactly one of the buses hosting its worker, acknowledged only when
+answered, and redelivered to another bus if the one handling it dies.
+
+What reaches whom:
+
+* a core message reaches every local subscriber of the sending bus once, and every remote bus
+  that listens for its target (or for everything);
+* a job message reaches the subscribers it is addressed to once, through the stream, even
+  when sender and receiver share a bus; its replies reach the bus instance that asked.
+
+While the server is away, core messages are buffered by the client up to
+``NatsConnectOptions.pending_size`` bytes (then ``send()`` raises
+:class:`~natsbus.errors.BusUnavailableError`), and job messages wait in the outbox and are
+stored when the server is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import secrets
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, Final
+
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import OutboundBufferLimitError
+from nats.js.api import ConsumerConfig
+from nats.js.client import JetStreamContext
+
+from natsbus.bus.base import WorkerBus
+from natsbus.bus.dispatch import DEFAULT_TIME_SLICE, DispatchObserver
+from natsbus.bus.nats.fairness import yield_between_reads
+from natsbus.bus.nats.inbound import InboundDecoder, RecentIds
+from natsbus.bus.nats.jetstream import (
+    delete_consumer_quietly,
+    ensure_consumer,
+    ensure_stream,
+    instance_consumer_config,
+    job_consumer_config,
+)
+from natsbus.bus.nats.layout import DEFAULT_PREFIX, Lane, SubjectLayout
+from natsbus.bus.nats.ledger import JobLedger, TakenJob
+from natsbus.bus.nats.options import JetStreamOptions, NatsConnectOptions
+from natsbus.bus.nats.outbox import JobOutbox, OutboundJobMessage
+from natsbus.bus.nats.pull import PullLoop
+from natsbus.bus.subscriber import BusSubscriber
+from natsbus.codec import Codec
+from natsbus.errors import BusUnavailableError, MessageTooLargeError
+from natsbus.messages import (
+    JOB_MESSAGE_TYPES,
+    BusJobCancelMessage,
+    BusJobRequestMessage,
+    BusJobResponseMessage,
+    BusJobResponseUrgentMessage,
+    BusJobUpdateRequestMessage,
+    BusMessage,
+    BusSystemMessage,
+    JobStatus,
+)
+
+__all__ = ["NatsBus"]
+
+logger = logging.getLogger("natsbus.bus.nats")
+
+MSG_ID_HEADER: Final = "Nats-Msg-Id"
+REPLY_TO_HEADER: Final = "Natsbus-Reply-To"
+_FINAL_RESPONSES: Final = (BusJobResponseMessage, BusJobResponseUrgentMessage)
+_TO_WORKER: Final = (BusJobRequestMessage, BusJobCancelMessage, BusJobUpdateRequestMessage)
+
+
+_LANES: Final[tuple[Lane, Lane]] = ("sys", "data")
+_SUBJECT_CACHE_SIZE: Final = 10_000
+
+
+def _lane(message: BusMessage) -> Lane:
+    return "sys" if isinstance(message, BusSystemMessage) else "data"
+
+
+class NatsBus(WorkerBus):
+    """A WorkerBus over NATS, with job messages on JetStream.
+
+    Args:
+        servers: NATS server URL or URLs; overrides ``connect_options.servers``.
+        channel: The isolated namespace this bus talks in (a session, a tenant). Buses on
+            different channels never see each other's messages, even on one server.
+        connect_options: Authentication, TLS and reconnect settings.
+        jetstream_options: Stream, consumer and retry settings for job messages.
+        prefix: First token of every subject; one per deployment.
+        codec: Encodes and decodes messages (its size limit applies on both sides).
+        clients: Existing ``(system, data)`` connections to use instead of connecting; the
+            bus then neither connects nor closes them. Pass the same client twice to share one
+            connection between the lanes (a cancel may then queue behind data bytes).
+        name: The bus's name, for logs.
+        observer: Hooks called around every handler call (metrics, tracing).
+        time_slice: Seconds a dispatch lane, or the reading of a backlog, may hold the event
+            loop before yielding to it.
+    """
+
+    def __init__(
+        self,
+        *,
+        servers: str | Sequence[str] | None = None,
+        channel: str = "default",
+        connect_options: NatsConnectOptions | None = None,
+        jetstream_options: JetStreamOptions | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        codec: Codec | None = None,
+        clients: tuple[Client, Client] | None = None,
+        name: str | None = None,
+        observer: DispatchObserver | None = None,
+        time_slice: float = DEFAULT_TIME_SLICE,
+    ) -> None:
+        super().__init__(name=name, observer=observer, time_slice=time_slice)
+        options = connect_options or NatsConnectOptions()
+        if servers is not None:
+            options = NatsConnectOptions(
+                **{
+                    **options.__dict__,
+                    "servers": (servers,) if isinstance(servers, str) else servers,
+                }
+            )
+        if not channel:
+            raise ValueError("NatsBus channel must be a non-empty name")
+        self._options = options
+        self._js_options = jetstream_options or JetStreamOptions()
+        self._layout = SubjectLayout(channel, prefix, self._js_options.stream)
+        self._codec = codec or Codec()
+        self._decoder = InboundDecoder(self._codec)
+        self._instance = secrets.token_hex(8)
+        self._given_clients = clients
+        self._clients: dict[Lane, Client] = {}
+        self._jetstream: dict[Lane, JetStreamContext] = {}
+        self._core_subscriptions: dict[str, Subscription] = {}
+        self._job_loops: dict[str, PullLoop] = {}
+        self._control_loops: dict[str, PullLoop] = {}
+        self._reply_loops: list[PullLoop] = []
+        self._outboxes: dict[Lane, JobOutbox] = {}
+        self._ledger = JobLedger(
+            ack_wait=self._js_options.ack_wait, max_in_flight=self._js_options.max_jobs_in_flight
+        )
+        self._seen = RecentIds()
+        self._connected = False
+        self._interest_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._sent_before_start: list[BusMessage] = []
+        self._last_yield = 0.0
+        self._jobs_paused = False
+        self._kinds: dict[type[BusMessage], tuple[Lane, bool]] = {}
+        self._core_subjects: dict[tuple[Lane, str | None], str] = {}
+        self.counters: Counter[str] = Counter()
+        """Events an operator cares about: ``dead_lettered``, ``duplicates``, ``dropped_*``."""
+
+    # --- identity -----------------------------------------------------------------------------
+
+    @property
+    def channel(self) -> str:
+        """The channel this bus talks in."""
+        return self._layout.channel
+
+    @property
+    def instance_id(self) -> str:
+        """Random id of this bus instance; replies to its job requests are addressed to it."""
+        return self._instance
+
+    @property
+    def layout(self) -> SubjectLayout:
+        """The subjects, stream and consumer names this bus uses."""
+        return self._layout
+
+    @property
+    def dropped(self) -> Counter[str]:
+        """Inbound messages dropped because they did not decode, by reason."""
+        return self._decoder.dropped
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, make sure the job stream exists, subscribe, and start dispatching."""
+        if self._connected:
+            return
+        await self._connect()
+        await ensure_stream(self._jetstream["data"], self._layout, self._js_options)
+        for lane in _LANES:
+            outbox = JobOutbox(
+                client=self._clients[lane],
+                stream=self._layout.stream,
+                size=self._js_options.outbox_size,
+                retry_interval=self._js_options.publish_retry_interval,
+                name=f"{lane}-{self._instance}",
+            )
+            await outbox.start()
+            self._outboxes[lane] = outbox
+        for lane in _LANES:
+            self._reply_loops.append(await self._start_reply_loop(lane))
+        self._ledger.start()
+        self._connected = True
+        await super().start()
+        await self._sync_interest()
+        backlog, self._sent_before_start = self._sent_before_start, []
+        for message in backlog:
+            await self.publish(message)
+
+    async def stop(self) -> None:
+        """Stop taking jobs, store what was sent, close the connections and stop dispatch.
+
+        Job messages already sent are stored first (for up to 5 seconds), so a job answered
+        just before the stop is acknowledged rather than redelivered; jobs taken but not
+        answered are then released to the server, for another bus to take at once.
+        """
+        if not self._connected:
+            await super().stop()
+            return
+        self._connected = False
+        loops = [*self._job_loops.values(), *self._control_loops.values(), *self._reply_loops]
+        for loop in loops:
+            await loop.stop()
+        for outbox in self._outboxes.values():
+            await outbox.close()
+        await self._ledger.stop(release=True)
+        await self._delete_instance_consumers()
+        # Acknowledgements and terminations still on their way.
+        await asyncio.gather(*self._background, return_exceptions=True)
+        for subscription in self._core_subscriptions.values():
+            await self._unsubscribe_quietly(subscription)
+        self._core_subscriptions.clear()
+        self._job_loops.clear()
+        self._control_loops.clear()
+        self._reply_loops.clear()
+        await super().stop()
+        if self._given_clients is None:
+            for client in {id(c): c for c in self._clients.values()}.values():
+                await client.close()
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until every job message sent so far is stored and core messages are written.
+
+        Raises:
+            TimeoutError: Not everything was stored within ``timeout`` seconds.
+        """
+        for outbox in self._outboxes.values():
+            await outbox.flush(timeout)
+        for client in self._clients.values():
+            await client.flush(timeout=math.ceil(timeout or 10))
+
+    @property
+    def redelivers_jobs(self) -> bool:
+        """True: a job request left unanswered is redelivered to another bus hosting its worker."""
+        return True
+
+    async def pause_jobs(self) -> None:
+        """Stop taking new job requests (a drain); cancels and replies keep flowing.
+
+        Requests already taken stay with this bus until they are answered, or released when
+        the bus stops.
+        """
+        self._jobs_paused = True
+        for loop in self._job_loops.values():
+            await loop.stop()
+        self._job_loops.clear()
+
+    async def subscribe(self, subscriber: BusSubscriber) -> None:
+        """Register a subscriber and listen for the targets it answers to."""
+        await super().subscribe(subscriber)
+        if self._connected:
+            await self._sync_interest()
+
+    async def unsubscribe(self, subscriber: BusSubscriber) -> None:
+        """Remove a subscriber and stop listening for targets nobody else answers to."""
+        await super().unsubscribe(subscriber)
+        if self._connected:
+            await self._sync_interest()
+
+    # --- sending ------------------------------------------------------------------------------
+
+    async def publish(self, message: BusMessage) -> None:
+        """Send a message to the network (and core messages to the local subscribers too).
+
+        Raises:
+            MessageTooLargeError: The encoded message exceeds the server's max payload.
+            BusUnavailableError: The server is away and the client's buffer is full.
+        """
+        if not self._connected:
+            # Not connected yet: keep it, in order, for start().
+            self._codec.encode(message)  # refuse what can never be sent now, not later
+            self._sent_before_start.append(message)
+            return
+        data = self._codec.encode(message)
+        lane, is_job = self._kind(type(message))
+        client = self._clients[lane]
+        if len(data) > client.max_payload:
+            raise MessageTooLargeError(len(data), client.max_payload)
+        if is_job:
+            await self._publish_job(message, data)
+            return
+        subject = self._core_subjects.get((lane, message.target))
+        if subject is None:
+            subject = self._core_subject(lane, message.target)
+        try:
+            await client.publish(subject, data)
+        except OutboundBufferLimitError as error:
+            self.counters["dropped_disconnected"] += 1
+            raise BusUnavailableError(
+                "NATS server unreachable and the reconnect buffer is full"
+            ) from error
+        self.on_message_received(message)
+
+    def _kind(self, cls: type[BusMessage]) -> tuple[Lane, bool]:
+        """The lane and the JetStream-ness of a message class, worked out once per class."""
+        kind = self._kinds.get(cls)
+        if kind is None:
+            lane: Lane = "sys" if issubclass(cls, BusSystemMessage) else "data"
+            kind = self._kinds[cls] = (lane, issubclass(cls, JOB_MESSAGE_TYPES))
+        return kind
+
+    def _core_subject(self, lane: Lane, target: str | None) -> str:
+        if len(self._core_subjects) >= _SUBJECT_CACHE_SIZE:
+            self._core_subjects.clear()  # targets may be per session: keep the cache bounded
+        subject = (
+            self._layout.broadcast(lane) if target is None else self._layout.targeted(lane, target)
+        )
+        self._core_subjects[(lane, target)] = subject
+        return subject
+
+    async def _publish_job(self, message: BusMessage, data: bytes) -> None:
+        lane = _lane(message)
+        headers = {MSG_ID_HEADER: message.id}
+        on_stored = None
+        if isinstance(message, _TO_WORKER):
+            if message.target is None:
+                raise ValueError(f"{type(message).__name__} needs a target worker")
+            if isinstance(message, BusJobRequestMessage):
+                subject = self._layout.job_requests(message.target)
+                headers[REPLY_TO_HEADER] = self._instance
+            else:
+                subject = self._layout.job_control(message.target)
+        else:
+            job_key = (message.source, message.job_id)  # type: ignore[attr-defined]
+            reply_to = self._ledger.route(job_key)
+            if reply_to is None:
+                # Not a job this bus took (or it already answered): the requester can only be
+                # reached by name, without JetStream's guarantees.
+                self.counters["unrouted_job_replies"] += 1
+                target_subject = (
+                    self._layout.broadcast(lane)
+                    if message.target is None
+                    else self._layout.targeted(lane, message.target)
+                )
+                await self._clients[lane].publish(target_subject, data)
+                return
+            subject = self._layout.job_replies(reply_to, lane)
+            if isinstance(message, _FINAL_RESPONSES):
+                on_stored = self._answered_callback(job_key)
+        await self._outboxes[lane].put(
+            OutboundJobMessage(subject=subject, data=data, headers=headers, on_stored=on_stored)
+        )
+
+    def _answered_callback(self, job_key: tuple[str, str]) -> Any:
+        def answered() -> None:
+            job = self._ledger.finish(job_key)
+            if job is None:
+                return
+            self._seen.add(job.message_id)
+            self._spawn(self._ack(job.delivery))
+            loop = self._job_loops.get(job.worker)
+            if loop is not None:
+                loop.room_made()
+
+        return answered
+
+    # --- receiving ----------------------------------------------------------------------------
+
+    async def _on_core_message(self, msg: Msg) -> None:
+        message = self._decoder.decode(msg.data, msg.subject)
+        if message is not None:
+            self.on_message_received(message)
+        # nats-py hands a subscription's backlog to this callback without ever yielding; a
+        # deep data backlog would hold the loop while a cancel waits on the system socket.
+        now = time.perf_counter()
+        if now - self._last_yield > self._time_slice / 2:
+            await asyncio.sleep(0)
+            self._last_yield = time.perf_counter()
+
+    def _on_job_request(self, worker: str, msg: Msg) -> None:
+        headers = msg.headers or {}
+        message_id = headers.get(MSG_ID_HEADER, "")
+        if self._ledger.has_message(message_id):
+            # Redelivered while still running here (ack_wait passed during an outage).
+            self._spawn(msg.in_progress())
+            return
+        if message_id in self._seen:
+            self.counters["duplicates"] += 1
+            self._spawn(self._ack(msg))
+            return
+        message = self._decoder.decode(msg.data, msg.subject)
+        if not isinstance(message, BusJobRequestMessage):
+            self._spawn(msg.term())
+            return
+        reply_to = headers.get(REPLY_TO_HEADER, "")
+        if msg.metadata.num_delivered > self._js_options.max_attempts:
+            self._dead_letter(message, reply_to, msg)
+            return
+        if (worker, message.job_id) in self._ledger:
+            self._refuse_duplicate_job(message, reply_to, msg)
+            return
+        self._ledger.take(
+            TakenJob(
+                job_id=message.job_id,
+                worker=worker,
+                reply_to=reply_to,
+                message_id=message_id,
+                delivery=msg,
+            )
+        )
+        self.on_message_received(message)
+
+    def _on_routed_message(self, msg: Msg) -> None:
+        """A job control or reply message addressed to this instance or its workers."""
+        message_id = (msg.headers or {}).get(MSG_ID_HEADER, "")
+        if message_id in self._seen:
+            self.counters["duplicates"] += 1
+            self._spawn(self._ack(msg))
+            return
+        message = self._decoder.decode(msg.data, msg.subject)
+        if message is None:
+            self._spawn(msg.term())
+            return
+        self._seen.add(message_id)
+        self.on_message_received(message)
+        self._spawn(self._ack(msg))
+
+    def _dead_letter(self, request: BusJobRequestMessage, reply_to: str, msg: Msg) -> None:
+        attempts = msg.metadata.num_delivered - 1
+        logger.error(
+            "job %s for %s was not answered after %d deliveries; answering 'error'",
+            request.job_id,
+            request.target,
+            attempts,
+        )
+        self.counters["dead_lettered"] += 1
+        self._reply_directly(
+            request,
+            reply_to,
+            f"job was not completed after {attempts} deliveries",
+            msg,
+        )
+
+    def _refuse_duplicate_job(self, request: BusJobRequestMessage, reply_to: str, msg: Msg) -> None:
+        self.counters["duplicate_job_ids"] += 1
+        self._reply_directly(
+            request, reply_to, f"job id {request.job_id!r} is already running", msg
+        )
+
+    def _reply_directly(
+        self, request: BusJobRequestMessage, reply_to: str, error: str, msg: Msg
+    ) -> None:
+        response = BusJobResponseMessage(
+            request.job_id,
+            JobStatus.ERROR,
+            {"error": error},
+            source=request.target or "natsbus",
+            target=request.source,
+        )
+        self.stamp(response)
+        data = self._codec.encode(response)
+        outbox = self._outboxes["data"]
+        subject = self._layout.job_replies(reply_to, "data")
+        self._spawn(
+            outbox.put(
+                OutboundJobMessage(
+                    subject=subject,
+                    data=data,
+                    headers={MSG_ID_HEADER: response.id},
+                    on_stored=lambda: self._spawn(msg.term()),
+                )
+            )
+        )
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        if self._given_clients is not None:
+            system, data = self._given_clients
+        else:
+            system = await nats.connect(
+                **self._options.connect_kwargs(lane="system"),
+                reconnected_cb=self._on_reconnected,
+                error_cb=self._on_client_error,
+            )
+            data = await nats.connect(
+                **self._options.connect_kwargs(lane="data"),
+                reconnected_cb=self._on_reconnected,
+                error_cb=self._on_client_error,
+            )
+        self._clients = {"sys": system, "data": data}
+        for client in (system, data):
+            yield_between_reads(client, self._time_slice / 2)
+        self._jetstream = {lane: client.jetstream() for lane, client in self._clients.items()}
+
+    async def _on_reconnected(self) -> None:
+        # Pending pull requests died with the old connection: ask again at once.
+        for loop in [*self._job_loops.values(), *self._control_loops.values()]:
+            loop.renew()
+        for loop in self._reply_loops:
+            loop.renew()
+
+    async def _on_client_error(self, error: Exception) -> None:
+        logger.warning("NATS client error: %s", error)
+
+    async def _start_loop(
+        self,
+        lane: Lane,
+        config: ConsumerConfig,
+        on_message: Any,
+        capacity: Any,
+    ) -> PullLoop:
+        async def ensure() -> None:
+            await ensure_consumer(self._jetstream[lane], self._layout.stream, config)
+
+        await ensure()
+        assert config.name is not None
+        loop = PullLoop(
+            client=self._clients[lane],
+            stream=self._layout.stream,
+            consumer=config.name,
+            on_message=on_message,
+            capacity=capacity,
+            ensure_consumer=ensure,
+        )
+        await loop.start()
+        return loop
+
+    async def _start_reply_loop(self, lane: Lane) -> PullLoop:
+        name = self._layout.instance_consumer(self._instance, f"rsp-{lane}")
+        subject = self._layout.job_replies(self._instance, lane)
+        config = instance_consumer_config(name, subject, self._js_options)
+        return await self._start_loop(lane, config, self._on_routed_message, lambda: 256)
+
+    async def _sync_interest(self) -> None:
+        """Listen for exactly the targets the local subscribers answer to."""
+        async with self._interest_lock:
+            targets, observe_all = self._wanted_targets()
+            wanted: dict[str, Lane] = {}
+            for lane in _LANES:
+                if observe_all:
+                    wanted[self._layout.everything(lane)] = lane
+                    continue
+                wanted[self._layout.broadcast(lane)] = lane
+                for target in targets:
+                    wanted[self._layout.targeted(lane, target)] = lane
+            for subject in set(self._core_subscriptions) - set(wanted):
+                await self._unsubscribe_quietly(self._core_subscriptions.pop(subject))
+            for subject, lane in wanted.items():
+                if subject not in self._core_subscriptions:
+                    self._core_subscriptions[subject] = await self._clients[lane].subscribe(
+                        subject,
+                        cb=self._on_core_message,
+                        pending_msgs_limit=-1,
+                        pending_bytes_limit=-1,
+                    )
+            await self._sync_job_consumers(targets)
+            for client in self._clients.values():
+                await client.flush()
+
+    async def _sync_job_consumers(self, workers: set[str]) -> None:
+        """Pull job requests and job controls for exactly the workers hosted here."""
+        for worker in set(self._control_loops) - workers:
+            job_loop = self._job_loops.pop(worker, None)
+            if job_loop is not None:
+                await job_loop.stop()
+            control = self._control_loops.pop(worker)
+            await control.stop()
+            await delete_consumer_quietly(
+                self._jetstream["sys"], self._layout.stream, control.consumer
+            )
+        for worker in workers - set(self._control_loops):
+            if not self._jobs_paused:
+                self._job_loops[worker] = await self._start_loop(
+                    "data",
+                    job_consumer_config(self._layout, worker, self._js_options),
+                    lambda msg, worker=worker: self._on_job_request(worker, msg),
+                    lambda worker=worker: self._ledger.room(worker),
+                )
+            name = self._layout.instance_consumer(
+                self._instance, f"ctl-{self._layout.job_consumer(worker)}"
+            )
+            config = instance_consumer_config(
+                name, self._layout.job_control(worker), self._js_options
+            )
+            self._control_loops[worker] = await self._start_loop(
+                "sys", config, self._on_routed_message, lambda: 256
+            )
+
+    def _wanted_targets(self) -> tuple[set[str], bool]:
+        targets: set[str] = set()
+        observe_all = False
+        for subscriber in self.subscribers:
+            declared = subscriber.bus_targets
+            if declared is None:
+                observe_all = True
+            else:
+                targets.update(declared)
+        return targets, observe_all
+
+    async def _delete_instance_consumers(self) -> None:
+        names = [loop.consumer for loop in [*self._control_loops.values(), *self._reply_loops]]
+        for name in names:
+            await delete_consumer_quietly(self._jetstream["sys"], self._layout.stream, name)
+
+    async def _unsubscribe_quietly(self, subscription: Subscription) -> None:
+        try:
+            await subscription.unsubscribe()
+        except Exception:  # the connection is closed: the subscription went with it
+            logger.debug("unsubscribe failed", exc_info=True)
+
+    async def _ack(self, msg: Msg) -> None:
+        try:
+            await msg.ack()
+        except Exception:  # disconnected: the message is redelivered and de-duplicated
+            logger.debug("ack failed", exc_info=True)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

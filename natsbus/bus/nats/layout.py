@@ -1,0 +1,102 @@
+"""Where a NatsBus puts each message: subjects, the job stream and its consumers.
+
+One channel is one namespace; every subject starts with ``<prefix>.<channel>``::
+
+    <prefix>.<C>.sys.all              core NATS, system lane, broadcasts
+    <prefix>.<C>.sys.to.<W>           core NATS, system lane, targeted at worker W
+    <prefix>.<C>.data.all             core NATS, data lane, broadcasts
+    <prefix>.<C>.data.to.<W>          core NATS, data lane, targeted at worker W
+    <prefix>.<C>.job.req.<W>          JetStream: job requests for W, one shared consumer
+    <prefix>.<C>.job.ctl.<W>          JetStream: cancels and update requests for W's jobs,
+                                      seen by every bus that hosts W
+    <prefix>.<C>.job.rsp.<I>.sys      JetStream: urgent responses/updates for bus instance I
+    <prefix>.<C>.job.rsp.<I>.data     JetStream: responses, updates, stream chunks for I
+
+``<C>`` and ``<W>`` are names escaped by :func:`~natsbus.bus.nats.subjects.encode_token`, so
+any worker name works (dots, spaces, ``*``, ``>`` and non-ASCII included). ``<I>`` is the
+random id of one bus instance: replies reach the instance that asked even when several
+instances share a worker name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Final, Literal
+
+from natsbus.bus.nats.subjects import encode_token
+
+__all__ = ["DEFAULT_PREFIX", "Lane", "SubjectLayout"]
+
+DEFAULT_PREFIX: Final = "natsbus"
+
+Lane = Literal["sys", "data"]
+
+
+def _consumer_safe(text: str) -> str:
+    """Make a JetStream consumer name part: no ``.``, ``*``, ``>``, spaces or slashes."""
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)
+
+
+@dataclass(frozen=True)
+class SubjectLayout:
+    """The subjects and JetStream names of one channel.
+
+    Args:
+        channel: The channel name (any text; escaped into one subject token).
+        prefix: First subject token, shared by every channel of one deployment.
+        stream: Name of the JetStream stream that stores job messages.
+    """
+
+    channel: str
+    prefix: str = DEFAULT_PREFIX
+    stream: str = "NATSBUS_JOBS"
+
+    @cached_property
+    def root(self) -> str:
+        """``<prefix>.<channel token>``, the start of every subject of this channel."""
+        return f"{self.prefix}.{encode_token(self.channel)}"
+
+    def broadcast(self, lane: Lane) -> str:
+        """Subject of broadcasts on one lane."""
+        return f"{self.root}.{lane}.all"
+
+    def targeted(self, lane: Lane, target: str) -> str:
+        """Subject of core messages for one worker on one lane."""
+        return f"{self.root}.{lane}.to.{encode_token(target)}"
+
+    def everything(self, lane: Lane) -> str:
+        """Wildcard matching every core message of one lane (for observers)."""
+        return f"{self.root}.{lane}.>"
+
+    def job_requests(self, worker: str) -> str:
+        """Subject of job requests for one worker."""
+        return f"{self.root}.job.req.{encode_token(worker)}"
+
+    def job_control(self, worker: str) -> str:
+        """Subject of cancels and update requests for one worker's jobs."""
+        return f"{self.root}.job.ctl.{encode_token(worker)}"
+
+    def job_replies(self, instance: str, lane: Lane) -> str:
+        """Subject of job responses, updates and stream chunks for one bus instance."""
+        return f"{self.root}.job.rsp.{instance}.{lane}"
+
+    @staticmethod
+    def stream_subjects(prefix: str = DEFAULT_PREFIX) -> list[str]:
+        """Subjects the job stream captures: the job messages of every channel."""
+        return [f"{prefix}.*.job.>"]
+
+    def job_consumer(self, worker: str) -> str:
+        """Durable consumer shared by every bus hosting ``worker`` in this channel.
+
+        The readable part helps operators (and KEDA's scaler) find it; the hash keeps two
+        names that escape alike apart and the whole name within JetStream's limits.
+        """
+        digest = hashlib.sha256(f"{self.prefix}\0{self.channel}\0{worker}".encode()).hexdigest()
+        readable = _consumer_safe(f"{self.channel}_{worker}")[:48]
+        return f"jobs_{readable}_{digest[:12]}"
+
+    def instance_consumer(self, instance: str, role: str) -> str:
+        """Consumer of one bus instance (``role``: ``ctl``, ``rsp-sys`` or ``rsp-data``)."""
+        return f"inst_{instance}_{role}"

@@ -1,0 +1,125 @@
+"""The job requests a NatsBus has taken from JetStream and not yet answered.
+
+A job request is acknowledged only when the local worker's final response is stored, so that a
+bus that dies mid-job has its job redelivered to another. Until then the ledger tells the
+server, every third of ``ack_wait``, that the job is still in progress, and it remembers which
+bus instance asked, so that updates, stream chunks and the response go back to that instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+from nats.aio.msg import Msg
+
+__all__ = ["JobLedger", "TakenJob"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class TakenJob:
+    """One job request taken from the stream.
+
+    Attributes:
+        job_id: The job's id.
+        worker: The worker (consumer) it was taken for.
+        reply_to: Instance id of the bus that sent the request.
+        message_id: The request's message id (the stream's de-duplication id).
+        delivery: The JetStream message, to acknowledge when the job is answered.
+    """
+
+    job_id: str
+    worker: str
+    reply_to: str
+    message_id: str
+    delivery: Msg
+
+
+class JobLedger:
+    """Tracks taken jobs, their capacity per worker, and keeps them alive on the server.
+
+    Args:
+        ack_wait: The consumers' ack wait in seconds; progress is signalled every third of it.
+        max_in_flight: Jobs taken at once per worker.
+    """
+
+    def __init__(self, *, ack_wait: float, max_in_flight: int) -> None:
+        self._progress_interval = ack_wait / 3
+        self._max_in_flight = max_in_flight
+        # Keyed by (worker, job id): the members of a job group share one job id.
+        self._jobs: dict[tuple[str, str], TakenJob] = {}
+        self._message_ids: set[str] = set()
+        self._per_worker: Counter[str] = Counter()
+        self._task: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._jobs
+
+    def start(self) -> None:
+        """Start signalling progress for the jobs in the ledger."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._keep_alive(), name="natsbus-job-progress")
+
+    async def stop(self, *, release: bool) -> None:
+        """Stop signalling progress.
+
+        Args:
+            release: Ask the server to redeliver every unanswered job now (``nak``) instead of
+                after ``ack_wait``, so another bus takes them over at once.
+        """
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if release:
+            for job in list(self._jobs.values()):
+                try:
+                    await job.delivery.nak()
+                except Exception:  # the connection is gone: ack_wait redelivers it anyway
+                    logger.debug("could not release job %s", job.job_id, exc_info=True)
+        self._jobs.clear()
+        self._message_ids.clear()
+        self._per_worker.clear()
+
+    def room(self, worker: str) -> int:
+        """How many more jobs may be taken for ``worker``."""
+        return self._max_in_flight - self._per_worker[worker]
+
+    def has_message(self, message_id: str) -> bool:
+        """Tell whether the request with this message id is being handled here."""
+        return message_id in self._message_ids
+
+    def route(self, key: tuple[str, str]) -> str | None:
+        """The instance that asked for job ``(worker, job_id)``, if this bus is handling it."""
+        job = self._jobs.get(key)
+        return job.reply_to if job is not None else None
+
+    def take(self, job: TakenJob) -> None:
+        """Record a job handed to the local subscribers."""
+        self._jobs[(job.worker, job.job_id)] = job
+        self._message_ids.add(job.message_id)
+        self._per_worker[job.worker] += 1
+
+    def finish(self, key: tuple[str, str]) -> TakenJob | None:
+        """Forget job ``(worker, job_id)`` once its response is stored; return it to ack."""
+        job = self._jobs.pop(key, None)
+        if job is not None:
+            self._message_ids.discard(job.message_id)
+            self._per_worker[job.worker] -= 1
+        return job
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(self._progress_interval)
+            for job in list(self._jobs.values()):
+                try:
+                    await job.delivery.in_progress()
+                except Exception:  # disconnected: the next round, or a redelivery, follows
+                    logger.debug("progress signal for job %s failed", job.job_id, exc_info=True)

@@ -1,0 +1,156 @@
+"""Connection and JetStream settings for :class:`~natsbus.bus.nats.NatsBus`."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+__all__ = ["JetStreamOptions", "NatsConnectOptions"]
+
+DEFAULT_SERVERS: Final = ("nats://127.0.0.1:4222",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NatsConnectOptions:
+    """How a NatsBus connects to NATS. Every field maps onto one ``nats.connect`` argument.
+
+    Attributes:
+        servers: One or more server URLs; the client fails over between them.
+        name: Connection name shown by the server's monitoring (``/connz``); the bus appends
+            ``:system`` and ``:data`` to tell its two connections apart.
+        user: User name for user/password authentication.
+        password: Password for user/password authentication.
+        token: Token authentication.
+        nkeys_seed: Path to an NKEY seed file.
+        user_credentials: Path to a ``.creds`` file (JWT plus NKEY seed).
+        tls: A ready :class:`ssl.SSLContext`; takes precedence over the file options below.
+        tls_ca_file: CA bundle that signs the server certificate.
+        tls_cert_file: Client certificate, for mutual TLS.
+        tls_key_file: Client private key, for mutual TLS.
+        tls_hostname: Host name to verify the server certificate against.
+        connect_timeout: Seconds to wait for a server when connecting.
+        reconnect_time_wait: Seconds between reconnect attempts.
+        max_reconnect_attempts: Reconnect attempts before giving up; -1 retries forever.
+        pending_size: Bytes the client buffers for core messages while reconnecting; beyond
+            that a send raises and the message is counted as dropped.
+    """
+
+    servers: Sequence[str] = DEFAULT_SERVERS
+    name: str | None = None
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    nkeys_seed: str | None = None
+    user_credentials: str | None = None
+    tls: ssl.SSLContext | None = None
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_hostname: str | None = None
+    connect_timeout: float = 2.0
+    reconnect_time_wait: float = 0.25
+    max_reconnect_attempts: int = -1
+    pending_size: int = 8 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if isinstance(self.servers, str):
+            object.__setattr__(self, "servers", (self.servers,))
+        if not self.servers:
+            raise ValueError("NatsConnectOptions.servers must name at least one server URL")
+        if (self.user is None) != (self.password is None):
+            raise ValueError("NatsConnectOptions: user and password go together")
+        if self.tls_cert_file is not None and self.tls_key_file is None:
+            raise ValueError("NatsConnectOptions: tls_cert_file needs tls_key_file")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """Build the TLS context these options ask for, or None for plain TCP."""
+        if self.tls is not None:
+            return self.tls
+        if self.tls_ca_file is None and self.tls_cert_file is None:
+            return None
+        context = ssl.create_default_context(cafile=self.tls_ca_file)
+        if self.tls_cert_file is not None:
+            context.load_cert_chain(self.tls_cert_file, self.tls_key_file)
+        return context
+
+    def connect_kwargs(self, *, lane: str) -> dict[str, Any]:
+        """Return the keyword arguments for ``nats.connect`` for one of the bus's connections.
+
+        Args:
+            lane: ``"system"`` or ``"data"``; it suffixes the connection name.
+        """
+        kwargs: dict[str, Any] = {
+            "servers": list(self.servers),
+            "name": f"{self.name or 'natsbus'}:{lane}",
+            "connect_timeout": self.connect_timeout,
+            "reconnect_time_wait": self.reconnect_time_wait,
+            "max_reconnect_attempts": self.max_reconnect_attempts,
+            "pending_size": self.pending_size,
+            # A bus hands its own messages to its local subscribers directly; an echo from the
+            # server would deliver them twice.
+            "no_echo": True,
+            # Every subject the bus uses is built from escaped tokens; nats-py's per-publish
+            # regex check would only cost time.
+            "skip_subject_validation": True,
+        }
+        optional = {
+            "user": self.user,
+            "password": self.password,
+            "token": self.token,
+            "nkeys_seed": self.nkeys_seed,
+            "user_credentials": self.user_credentials,
+            "tls": self.ssl_context(),
+            "tls_hostname": self.tls_hostname,
+        }
+        kwargs.update({key: value for key, value in optional.items() if value is not None})
+        return kwargs
+
+
+@dataclass(frozen=True, kw_only=True)
+class JetStreamOptions:
+    """How a NatsBus keeps job messages on JetStream.
+
+    Attributes:
+        stream: Name of the stream that stores every channel's job messages.
+        replicas: Stream replicas; 3 on a clustered JetStream for a job to survive a node.
+        max_age: Seconds a job message is kept (a request not taken by then is dropped).
+        duplicate_window: Seconds within which a re-published message id is de-duplicated.
+        ack_wait: Seconds a delivered job request may go without an ack or an in-progress
+            signal before the server redelivers it to another bus.
+        max_attempts: Deliveries of one job request before the bus gives up and answers the
+            requester with status ``error`` instead of running it again.
+        max_jobs_in_flight: Job requests one bus takes at once for each worker it hosts.
+        instance_inactive_threshold: Seconds after which the server deletes the consumers of
+            a bus instance that went away without cleaning up.
+        publish_retry_interval: Seconds between attempts to store a job message while the
+            server does not answer.
+        outbox_size: Job messages held in memory while waiting to be stored; ``send()``
+            waits for room beyond that.
+    """
+
+    stream: str = "NATSBUS_JOBS"
+    replicas: int = 1
+    max_age: float = 24 * 3600.0
+    duplicate_window: float = 120.0
+    ack_wait: float = 30.0
+    max_attempts: int = 5
+    max_jobs_in_flight: int = 64
+    instance_inactive_threshold: float = 300.0
+    publish_retry_interval: float = 0.25
+    outbox_size: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.replicas < 1:
+            raise ValueError(f"JetStreamOptions.replicas must be >= 1, got {self.replicas!r}")
+        if self.max_attempts < 1:
+            raise ValueError(
+                f"JetStreamOptions.max_attempts must be >= 1, got {self.max_attempts!r}"
+            )
+        if self.max_jobs_in_flight < 1:
+            raise ValueError(
+                f"JetStreamOptions.max_jobs_in_flight must be >= 1, got {self.max_jobs_in_flight!r}"
+            )
+        if self.ack_wait <= 0:
+            raise ValueError(f"JetStreamOptions.ack_wait must be > 0, got {self.ack_wait!r}")

@@ -1,0 +1,221 @@
+"""Stores job messages on JetStream, pipelined, and keeps trying while the server is away.
+
+``send()`` of a job message writes it to the connection at once, with a reply subject on which
+the stream acknowledges it, and returns; it does not wait for the acknowledgement, so a job's
+latency is one trip to the server, not two, and many messages can be on their way at once. The
+outbox remembers every message until its acknowledgement arrives, and publishes it again, with
+the same ``Nats-Msg-Id``, when none came within ``ack_timeout`` (the server was away, a leader
+was being elected). The stream de-duplicates on that id, so a message whose first
+acknowledgement was lost is still stored once. Nothing accepted is dropped while the process
+lives; :meth:`JobOutbox.flush` waits until all of it is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from natsbus.errors import BusClosedError
+
+__all__ = ["JobOutbox", "OutboundJobMessage"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class OutboundJobMessage:
+    """One job message on its way to the stream.
+
+    Attributes:
+        subject: Stream subject to publish on.
+        data: Encoded envelope.
+        headers: NATS headers; ``Nats-Msg-Id`` is always among them.
+        on_stored: Called once the stream has acknowledged the message.
+    """
+
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+    on_stored: Callable[[], None] | None = None
+    attempts: int = field(default=0, init=False)
+    last_sent: float = field(default=0.0, init=False)
+
+
+class JobOutbox:
+    """Job messages written to the stream and not yet acknowledged by it.
+
+    Args:
+        client: The connection to publish on.
+        stream: The stream expected to store the messages (checked by the server).
+        size: Unacknowledged messages held before ``put()`` waits for room.
+        retry_interval: Seconds between two looks for messages to publish again.
+        ack_timeout: Seconds without an acknowledgement after which a message is sent again.
+        name: Used in the logs.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: Client,
+        stream: str,
+        size: int,
+        retry_interval: float,
+        ack_timeout: float = 2.0,
+        name: str = "jobs",
+    ) -> None:
+        self._client = client
+        self._stream = stream
+        self._size = size
+        self._retry_interval = retry_interval
+        self._ack_timeout = ack_timeout
+        self._name = name
+        self._inbox = client.new_inbox()
+        self._tokens = itertools.count()
+        self._unacked: dict[str, OutboundJobMessage] = {}
+        self._has_room = asyncio.Event()
+        self._has_room.set()
+        self._empty = asyncio.Event()
+        self._empty.set()
+        self._subscription: Subscription | None = None
+        self._retry_task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.retries = 0
+        """Messages published again because no acknowledgement came in time."""
+
+    def __len__(self) -> int:
+        return len(self._unacked)
+
+    async def start(self) -> None:
+        """Listen for acknowledgements and start the retry task."""
+        self._subscription = await self._client.subscribe(
+            f"{self._inbox}.*", cb=self._on_ack, pending_msgs_limit=-1, pending_bytes_limit=-1
+        )
+        self._retry_task = asyncio.create_task(
+            self._retry_loop(), name=f"natsbus-outbox-{self._name}"
+        )
+
+    async def put(self, message: OutboundJobMessage) -> None:
+        """Publish a message and keep it until the stream acknowledges it.
+
+        Waits only while ``size`` messages are unacknowledged.
+
+        Raises:
+            BusClosedError: The outbox was closed.
+        """
+        while len(self._unacked) >= self._size and not self._closed:
+            self._has_room.clear()
+            await self._has_room.wait()
+        if self._closed:
+            raise BusClosedError("the bus is stopped; job message not accepted")
+        token = str(next(self._tokens))
+        message.headers["Nats-Expected-Stream"] = self._stream
+        self._unacked[token] = message
+        self._empty.clear()
+        await self._send(token, message)
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until every message put so far is stored.
+
+        Raises:
+            TimeoutError: Messages were still unacknowledged after ``timeout`` seconds.
+        """
+        await asyncio.wait_for(self._empty.wait(), timeout)
+
+    async def close(self, timeout: float | None = 5.0) -> int:
+        """Wait up to ``timeout`` for outstanding acknowledgements, then stop.
+
+        Returns:
+            How many messages were still unacknowledged and are given up.
+        """
+        self._closed = True
+        self._has_room.set()
+        if self._unacked:
+            try:
+                await self.flush(timeout)
+            except TimeoutError:
+                logger.error(
+                    "outbox %s: %d job messages not stored before close",
+                    self._name,
+                    len(self._unacked),
+                )
+        task, self._retry_task = self._retry_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None and not self._client.is_closed:
+            try:
+                await subscription.unsubscribe()
+            except Exception:  # the connection is going: the subscription goes with it
+                logger.debug("outbox %s: unsubscribe failed", self._name, exc_info=True)
+        return len(self._unacked)
+
+    async def _send(self, token: str, message: OutboundJobMessage) -> None:
+        message.attempts += 1
+        message.last_sent = time.monotonic()
+        try:
+            await self._client.publish(
+                message.subject,
+                message.data,
+                reply=f"{self._inbox}.{token}",
+                headers=message.headers,
+            )
+        except Exception as error:  # disconnected with a full buffer: the retry loop resends
+            logger.debug("outbox %s: publish failed (%s)", self._name, error)
+
+    async def _on_ack(self, msg: Msg) -> None:
+        token = msg.subject.rsplit(".", 1)[-1]
+        message = self._unacked.get(token)
+        if message is None:
+            return  # the acknowledgement of a message already stored (a resend's twin)
+        if msg.headers and msg.headers.get("Status"):
+            # 503 no responders: no JetStream yet (the server is starting): resend later.
+            return
+        try:
+            reply = json.loads(msg.data)
+        except ValueError:
+            reply = {"error": {"description": repr(msg.data[:100])}}
+        if "error" in reply:
+            # Stream unavailable, leader election...: resend later, with the same id.
+            logger.warning(
+                "outbox %s: stream refused a job message on %s: %s",
+                self._name,
+                message.subject,
+                reply["error"].get("description", reply["error"]),
+            )
+            return
+        del self._unacked[token]
+        self._has_room.set()
+        if not self._unacked:
+            self._empty.set()
+        if message.on_stored is not None:
+            try:
+                message.on_stored()
+            except Exception:  # a failing callback must not stop later acknowledgements
+                logger.exception("outbox %s: on_stored callback failed", self._name)
+
+    async def _retry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._retry_interval)
+            deadline = time.monotonic() - self._ack_timeout
+            for token, message in list(self._unacked.items()):
+                if message.last_sent <= deadline and self._client.is_connected:
+                    self.retries += 1
+                    if message.attempts == 1 or message.attempts % 20 == 0:
+                        logger.warning(
+                            "outbox %s: no acknowledgement for a job message on %s after "
+                            "%d attempts; publishing it again",
+                            self._name,
+                            message.subject,
+                            message.attempts,
+                        )
+                    await self._send(token, message)

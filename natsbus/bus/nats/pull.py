@@ -1,0 +1,157 @@
+"""A continuous pull from one JetStream consumer, with bounded credit.
+
+nats-py's ``fetch()`` asks, waits, returns a batch and asks again; a job that arrives between
+two batches waits a whole round trip. :class:`PullLoop` keeps one pull request outstanding on
+its own inbox instead, so the server hands a message over as soon as it is stored, and it asks
+only for as many messages as its owner has room for (``capacity``), which is how a bus bounds
+the jobs it runs at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+__all__ = ["PullLoop"]
+
+logger = logging.getLogger(__name__)
+
+_STATUS: Final = "Status"
+_HEARTBEAT: Final = "100"
+# 404 no messages, 408 request expired, 409 limits or leadership change: ask again.
+_REQUEST_OVER: Final = frozenset({"404", "408", "409"})
+
+
+class PullLoop:
+    """Keeps a pull request outstanding on a consumer and hands each message to a callback.
+
+    Args:
+        client: The connection the consumer's messages arrive on.
+        stream: Stream name.
+        consumer: Consumer name.
+        on_message: Called (synchronously, in order) for every JetStream message.
+        capacity: Returns how many more messages the owner can take right now.
+        ensure_consumer: Re-creates the consumer if the server lost it.
+        expires: Seconds a pull request lives on the server before it is renewed.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: Client,
+        stream: str,
+        consumer: str,
+        on_message: Callable[[Msg], None],
+        capacity: Callable[[], int],
+        ensure_consumer: Callable[[], Awaitable[Any]],
+        expires: float = 5.0,
+    ) -> None:
+        self._client = client
+        self._stream = stream
+        self._consumer = consumer
+        self._on_message = on_message
+        self._capacity = capacity
+        self._ensure_consumer = ensure_consumer
+        self._expires = expires
+        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._inbox = client.new_inbox()
+        self._subscription: Subscription | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._outstanding = 0
+        self._request_over = asyncio.Event()
+        self._room = asyncio.Event()
+
+    @property
+    def consumer(self) -> str:
+        """The consumer this loop pulls from."""
+        return self._consumer
+
+    async def start(self) -> None:
+        """Subscribe to the inbox and start asking for messages."""
+        self._subscription = await self._client.subscribe(
+            self._inbox, cb=self._receive, pending_msgs_limit=-1, pending_bytes_limit=-1
+        )
+        self._task = asyncio.create_task(self._run(), name=f"natsbus-pull-{self._consumer}")
+
+    async def stop(self) -> None:
+        """Stop asking; messages already delivered but not acknowledged get redelivered."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None and not self._client.is_closed:
+            await subscription.unsubscribe()
+
+    def room_made(self) -> None:
+        """Tell the loop that its owner can take more messages (a job finished)."""
+        self._room.set()
+
+    def renew(self) -> None:
+        """Ask again at once (the connection came back; the old request may be gone)."""
+        self._outstanding = 0
+        self._request_over.set()
+
+    async def _receive(self, msg: Msg) -> None:
+        status = msg.headers.get(_STATUS) if msg.headers else None
+        if status is None:
+            self._outstanding = max(0, self._outstanding - 1)
+            if self._outstanding == 0:
+                self._request_over.set()
+            self._on_message(msg)
+        elif status == _HEARTBEAT:
+            return
+        elif status in _REQUEST_OVER:
+            self._outstanding = 0
+            self._request_over.set()
+        else:
+            logger.warning(
+                "consumer %s answered a pull with status %s %s",
+                self._consumer,
+                status,
+                msg.headers.get("Description", "") if msg.headers else "",
+            )
+            self._outstanding = 0
+            self._request_over.set()
+
+    async def _run(self) -> None:
+        while True:
+            batch = self._capacity()
+            if batch <= 0:
+                # Full: wait until a job finishes rather than asking for work we cannot take.
+                self._room.clear()
+                await self._room.wait()
+                continue
+            self._request_over.clear()
+            self._outstanding = batch
+            try:
+                await self._ask(batch)
+            except Exception:  # the connection is down or the consumer is gone: retry
+                logger.debug("pull request on %s failed", self._consumer, exc_info=True)
+                await asyncio.sleep(0.25)
+                continue
+            try:
+                await asyncio.wait_for(self._request_over.wait(), self._expires + 1.0)
+            except TimeoutError:
+                # No answer at all (the request was lost in a reconnect): make sure the
+                # consumer still exists, then ask again.
+                await self._ensure_quietly()
+
+    async def _ask(self, batch: int) -> None:
+        request = {"batch": batch, "expires": int(self._expires * 1e9)}
+        await self._client.publish(
+            self._next_subject, json.dumps(request).encode(), reply=self._inbox
+        )
+
+    async def _ensure_quietly(self) -> None:
+        try:
+            await self._ensure_consumer()
+        except Exception:  # the server is still away: the next round tries again
+            logger.debug("could not re-create consumer %s", self._consumer, exc_info=True)

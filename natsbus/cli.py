@@ -1,0 +1,140 @@
+"""The ``natsbus`` command.
+
+``natsbus run module:WorkerClass`` hosts one worker in a :class:`~natsbus.workers.WorkerRunner`
+until it ends: on NATS with ``--nats-url`` (the container entrypoint of a deployment), or on
+the in-process bus without it. SIGTERM drains (running jobs finish within ``--grace-period``)
+and exits 0; SIGINT cancels and exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Final
+
+from natsbus.bus import AsyncQueueBus, WorkerBus
+from natsbus.workers import BaseWorker, WorkerRunner
+
+__all__ = ["load_worker", "main"]
+
+logger = logging.getLogger("natsbus.cli")
+
+EXIT_CANCELLED: Final = 130
+"""Exit status after SIGINT or a cancelled session (128 + SIGINT, as shells report it)."""
+
+
+def load_worker(target: str, name: str | None) -> BaseWorker:
+    """Import ``module:attribute`` and make the worker from it.
+
+    The attribute is a :class:`~natsbus.workers.BaseWorker` subclass, or any callable taking
+    an optional ``name`` keyword and returning a worker. The current directory is importable,
+    as it is for ``python -m``.
+
+    Args:
+        target: ``package.module:WorkerClass``.
+        name: The worker's name, or None for its default.
+
+    Returns:
+        The worker.
+
+    Raises:
+        ValueError: ``target`` is not ``module:attribute``, or it does not make a worker.
+        ImportError: The module cannot be imported.
+    """
+    module_name, sep, attribute = target.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(f"expected module:WorkerClass, got {target!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    module = importlib.import_module(module_name)
+    factory = module
+    for part in attribute.split("."):
+        factory = getattr(factory, part)
+    if not callable(factory):
+        raise ValueError(f"{target!r} is not a worker class or factory")
+    worker = factory(name=name) if name is not None else factory()
+    if not isinstance(worker, BaseWorker):
+        raise ValueError(f"{target!r} made {worker!r}, not a BaseWorker")
+    return worker
+
+
+def _make_bus(args: argparse.Namespace) -> WorkerBus:
+    if not args.nats_url:
+        return AsyncQueueBus()
+    from natsbus.bus.nats.bus import NatsBus  # noqa: PLC0415  (only when NATS is asked for)
+
+    return NatsBus(servers=args.nats_url, channel=args.channel)
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    worker = load_worker(args.target, args.name)
+    runner = WorkerRunner(
+        bus=_make_bus(args), name=args.runner_name, grace_period=args.grace_period
+    )
+    await runner.add_workers(worker)
+    where = (
+        f"NATS {', '.join(args.nats_url)} channel {args.channel!r}"
+        if args.nats_url
+        else ("the in-process bus")
+    )
+    logger.info("hosting worker %r on %s (runner %r)", worker.name, where, runner.name)
+    await runner.run()
+    logger.info("worker %r ended", worker.name)
+    return EXIT_CANCELLED if runner.cancelled else 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="natsbus", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="host one worker until it ends")
+    run.add_argument("target", help="the worker, as module:WorkerClass")
+    run.add_argument("--name", help="the worker's name (default: the class's default)")
+    run.add_argument(
+        "--nats-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="NATS server URL (repeat for several); without it, the in-process bus",
+    )
+    run.add_argument("--channel", default="default", help="the NATS channel (default: default)")
+    run.add_argument("--runner-name", help="the runner's name (default: random)")
+    run.add_argument(
+        "--grace-period",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long running jobs may finish after SIGTERM (default: 30)",
+    )
+    run.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``natsbus`` command.
+
+    Args:
+        argv: The arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 after a graceful end, 130 after a cancel, 2 on bad arguments.
+    """
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return asyncio.run(_serve(args))
+    except (ValueError, ImportError, AttributeError) as error:
+        print(f"natsbus: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

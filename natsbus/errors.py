@@ -1,0 +1,111 @@
+"""Exceptions raised by natsbus.
+
+Every error the library raises on purpose derives from :class:`NatsBusError`, and where a
+builtin fits it is a base too, so ``except ValueError`` keeps working for callers who do not
+know natsbus. The hierarchy::
+
+    NatsBusError
+    ├── CodecError                      bytes <-> message failures
+    │   ├── DecodeError (ValueError)        bytes that are not a message
+    │   │   ├── MalformedMessageError           not a valid envelope at all
+    │   │   └── UnknownMessageTypeError         a wire type nobody registered
+    │   ├── EncodeError (ValueError)        a message that cannot become bytes
+    │   │   ├── LocalOnlyMessageError           a BusLocalMessage, which never leaves the process
+    │   │   └── UnsupportedValueError (TypeError) a payload value with no lossless wire form
+    │   └── MessageTooLargeError (ValueError) over the configured size limit (either direction)
+    ├── RegistrationError (ValueError)  a wire name or class registered twice or badly
+    ├── BusClosedError (RuntimeError)   the bus was stopped by its owner ("closed by us")
+    └── BusUnavailableError (ConnectionError)  the network broke it: the server is away and
+                                        nothing more can be buffered ("broken by the peer")
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BusClosedError",
+    "BusUnavailableError",
+    "CodecError",
+    "DecodeError",
+    "EncodeError",
+    "LocalOnlyMessageError",
+    "MalformedMessageError",
+    "MessageTooLargeError",
+    "NatsBusError",
+    "RegistrationError",
+    "UnknownMessageTypeError",
+    "UnsupportedValueError",
+]
+
+
+class NatsBusError(Exception):
+    """Root of every error natsbus raises on purpose."""
+
+
+class CodecError(NatsBusError):
+    """A message could not be turned into bytes, or bytes into a message."""
+
+
+class DecodeError(CodecError, ValueError):
+    """Bytes read off the wire are not a message this process can decode."""
+
+
+class MalformedMessageError(DecodeError):
+    """The bytes are not a valid natsbus envelope (truncated, garbage, or inconsistent)."""
+
+
+class UnknownMessageTypeError(DecodeError):
+    """The envelope names a message type that is not in this process's registry.
+
+    Attributes:
+        wire_name: The type name read off the wire.
+    """
+
+    def __init__(self, wire_name: str) -> None:
+        super().__init__(f"unknown message type {wire_name!r}: register it before decoding")
+        self.wire_name = wire_name
+
+
+class EncodeError(CodecError, ValueError):
+    """A message cannot be encoded."""
+
+
+class LocalOnlyMessageError(EncodeError):
+    """A :class:`~natsbus.BusLocalMessage` was asked to cross the network.
+
+    Attributes:
+        message_type: The class name of the refused message.
+    """
+
+    def __init__(self, message_type: str) -> None:
+        super().__init__(f"{message_type} is local-only and never leaves the process")
+        self.message_type = message_type
+
+
+class UnsupportedValueError(EncodeError, TypeError):
+    """A payload holds a value with no lossless wire form (a set, an object, a non-str key...)."""
+
+
+class MessageTooLargeError(CodecError, ValueError):
+    """A message is larger than the limit in force.
+
+    Attributes:
+        size: The message's size in bytes.
+        limit: The limit it broke, in bytes.
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"message of {size} bytes exceeds the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class RegistrationError(NatsBusError, ValueError):
+    """A message or frame type was registered under a bad or already-taken wire name."""
+
+
+class BusClosedError(NatsBusError, RuntimeError):
+    """The bus was stopped by its owner and accepts no more messages."""
+
+
+class BusUnavailableError(NatsBusError, ConnectionError):
+    """The NATS server cannot be reached and the message could not be buffered for later."""

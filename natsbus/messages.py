@@ -1,0 +1,437 @@
+"""The bus message hierarchy that users construct, send and receive.
+
+Every class mirrors the reference worker-bus API: same name, bases, fields and defaults, with
+``source`` and ``target`` keyword-only. Priority is chosen by base class:
+:class:`BusSystemMessage` is handled ahead of queued :class:`BusDataMessage`; the
+:class:`BusLocalMessage` mixin keeps a message inside its process.
+
+Messages compare equal by value. The envelope metadata that the bus stamps on ``send()``
+(``id``, ``sent_at``, ``trace_context``) is not a constructor argument and takes no part in
+equality: two messages with the same fields are equal whoever sent them and when.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any, TypeAlias
+
+__all__ = [
+    "JOB_MESSAGE_TYPES",
+    "BusActivateWorkerMessage",
+    "BusAddWorkerMessage",
+    "BusCancelMessage",
+    "BusCancelWorkerMessage",
+    "BusDataMessage",
+    "BusDeactivateWorkerMessage",
+    "BusEndMessage",
+    "BusEndWorkerMessage",
+    "BusJobCancelMessage",
+    "BusJobRequestMessage",
+    "BusJobResponseMessage",
+    "BusJobResponseUrgentMessage",
+    "BusJobStreamDataMessage",
+    "BusJobStreamEndMessage",
+    "BusJobStreamStartMessage",
+    "BusJobUpdateMessage",
+    "BusJobUpdateRequestMessage",
+    "BusJobUpdateUrgentMessage",
+    "BusLocalMessage",
+    "BusMessage",
+    "BusSystemMessage",
+    "BusTTSSpeakMessage",
+    "BusWorkerErrorMessage",
+    "BusWorkerLocalErrorMessage",
+    "BusWorkerReadyMessage",
+    "BusWorkerRegistryMessage",
+    "JobStatus",
+    "Payload",
+    "WorkerRegistryEntry",
+    "is_job_message",
+]
+
+Payload: TypeAlias = dict[str, Any]
+"""A structured payload: str keys; int (64-bit), float, str, bool, None, bytes, list, dict."""
+
+
+class JobStatus(enum.StrEnum):
+    """How a job ended."""
+
+    COMPLETED = "completed"
+    """The handler finished and returned its response."""
+    CANCELLED = "cancelled"
+    """The job was cancelled (by the requester, a deadline, or the worker ending)."""
+    FAILED = "failed"
+    """The handler reported that the work itself failed."""
+    ERROR = "error"
+    """The handler raised, or the job could not be delivered (redeliveries exhausted)."""
+
+
+@dataclass
+class BusMessage:
+    """Base class for messages carried by the WorkerBus.
+
+    Subclasses choose delivery priority by extending :class:`BusDataMessage` (normal priority,
+    FIFO) or :class:`BusSystemMessage` (delivered ahead of queued data messages).
+
+    Attributes:
+        source: Name of the worker or component that sent this message.
+        target: Name of the intended recipient worker, or None for broadcast.
+        id: Unique message id, stamped by the bus on ``send()`` (also the JetStream
+            de-duplication id). Empty until sent.
+        sent_at: Unix time in seconds at which the bus accepted the message; the start of
+            dispatch latency. 0.0 until sent.
+        trace_context: W3C trace context (``traceparent``/``tracestate``) carried across
+            processes, or None.
+    """
+
+    _: KW_ONLY
+    source: str
+    target: str | None = None
+    id: str = field(default="", init=False, compare=False, repr=False)
+    sent_at: float = field(default=0.0, init=False, compare=False, repr=False)
+    trace_context: dict[str, str] | None = field(
+        default=None, init=False, compare=False, repr=False
+    )
+
+
+@dataclass
+class BusDataMessage(BusMessage):
+    """Normal-priority bus message, delivered in FIFO order on the subscriber's data lane."""
+
+
+@dataclass
+class BusSystemMessage(BusMessage):
+    """High-priority bus message, handled ahead of any queued :class:`BusDataMessage`."""
+
+
+class BusLocalMessage:
+    """Mixin: the message stays on the local bus and is never forwarded to remote buses."""
+
+    __slots__ = ()
+
+
+# --- Lifecycle -------------------------------------------------------------------------------
+
+
+@dataclass
+class BusActivateWorkerMessage(BusDataMessage):
+    """Tells a targeted worker to become active and start processing.
+
+    Attributes:
+        args: Optional activation arguments forwarded to ``on_activated``.
+    """
+
+    args: Payload | None = None
+
+
+@dataclass
+class BusDeactivateWorkerMessage(BusDataMessage):
+    """Tells a targeted worker to become inactive and stop processing."""
+
+
+@dataclass
+class BusEndMessage(BusDataMessage):
+    """Requests a graceful end of the session; the runner answers with BusEndWorkerMessage.
+
+    Attributes:
+        reason: Optional human-readable reason for ending.
+    """
+
+    reason: str | None = None
+
+
+@dataclass
+class BusEndWorkerMessage(BusDataMessage):
+    """Tells a targeted worker to end its pipeline gracefully (sent by the runner).
+
+    Attributes:
+        reason: Optional human-readable reason for ending.
+    """
+
+    reason: str | None = None
+
+
+@dataclass
+class BusCancelMessage(BusSystemMessage):
+    """Requests a hard cancel of the session; the runner answers with BusCancelWorkerMessage.
+
+    Attributes:
+        reason: Optional human-readable reason for the cancellation.
+    """
+
+    reason: str | None = None
+
+
+@dataclass
+class BusCancelWorkerMessage(BusSystemMessage):
+    """Tells a targeted worker to cancel its pipeline (sent by the runner).
+
+    Attributes:
+        reason: Optional human-readable reason for the cancellation.
+    """
+
+    reason: str | None = None
+
+
+@dataclass
+class BusAddWorkerMessage(BusSystemMessage, BusLocalMessage):
+    """Requests that the local runner add a worker.
+
+    Local-only: it carries an in-memory worker object that cannot be serialized.
+
+    Attributes:
+        worker: The worker instance to add (a ``natsbus.workers.BaseWorker``).
+    """
+
+    worker: Any
+
+
+@dataclass
+class BusWorkerErrorMessage(BusSystemMessage):
+    """Reports an error from a root worker; crosses the network so remote workers can react.
+
+    Attributes:
+        error: Description of the error.
+    """
+
+    error: str
+
+
+@dataclass
+class BusWorkerLocalErrorMessage(BusSystemMessage, BusLocalMessage):
+    """Reports an error from a child worker to its parent (local-only, see ``on_worker_failed``).
+
+    Attributes:
+        error: Description of the error.
+    """
+
+    error: str
+
+
+@dataclass
+class WorkerRegistryEntry:
+    """Information about one worker in a registry snapshot.
+
+    Attributes:
+        name: The worker's name.
+        parent: Name of the parent worker, or None for root workers.
+        active: Whether the worker is currently active.
+        bridged: Whether the worker is bridged.
+        started_at: Unix timestamp when the worker became ready.
+    """
+
+    name: str
+    parent: str | None = None
+    active: bool = False
+    bridged: bool = False
+    started_at: float | None = None
+
+
+@dataclass
+class BusWorkerReadyMessage(BusDataMessage):
+    """Announces that a worker (root or child) is ready.
+
+    Attributes:
+        runner: Name of the runner managing this worker.
+        parent: Name of the parent worker, or None for root workers.
+        active: Whether the worker started active.
+        bridged: Whether the worker is bridged (receives pipeline frames from the bus).
+        started_at: Unix timestamp when the worker became ready.
+    """
+
+    runner: str
+    parent: str | None = None
+    active: bool = False
+    bridged: bool = False
+    started_at: float | None = None
+
+
+@dataclass
+class BusWorkerRegistryMessage(BusSystemMessage):
+    """Snapshot of the workers a runner manages, so that remote runners discover them.
+
+    Attributes:
+        runner: Name of the runner that owns these workers.
+        workers: The workers with their state.
+    """
+
+    runner: str
+    workers: list[WorkerRegistryEntry]
+
+
+@dataclass
+class BusTTSSpeakMessage(BusDataMessage):
+    """Asks a PipelineWorker to speak the given text via its TTS service.
+
+    Attributes:
+        text: The text to be spoken.
+        append_to_context: Whether the spoken text should also be appended to the conversation
+            context (forwarded to ``TTSSpeakFrame``).
+    """
+
+    text: str
+    append_to_context: bool | None = None
+
+
+# --- Jobs ------------------------------------------------------------------------------------
+
+
+@dataclass
+class BusJobRequestMessage(BusDataMessage):
+    """Requests a worker to start work.
+
+    Attributes:
+        job_id: Unique identifier for this job.
+        job_name: Optional job name for routing to named ``@job`` handlers.
+        payload: Optional structured data describing the work.
+    """
+
+    job_id: str
+    job_name: str | None = None
+    payload: Payload | None = None
+
+
+@dataclass
+class BusJobResponseMessage(BusDataMessage):
+    """Response from a worker when its job completes.
+
+    Attributes:
+        job_id: The job identifier.
+        status: Completion status.
+        response: Optional result data.
+    """
+
+    job_id: str
+    status: JobStatus
+    response: Payload | None = None
+
+
+@dataclass
+class BusJobResponseUrgentMessage(BusSystemMessage):
+    """High-priority job response: as BusJobResponseMessage, preempting queued data messages.
+
+    Attributes:
+        job_id: The job identifier.
+        status: Completion status.
+        response: Optional result data.
+    """
+
+    job_id: str
+    status: JobStatus
+    response: Payload | None = None
+
+
+@dataclass
+class BusJobUpdateMessage(BusDataMessage):
+    """Progress update from a worker.
+
+    Attributes:
+        job_id: The job identifier.
+        update: Optional progress data.
+    """
+
+    job_id: str
+    update: Payload | None = None
+
+
+@dataclass
+class BusJobUpdateUrgentMessage(BusSystemMessage):
+    """High-priority progress update: as BusJobUpdateMessage, preempting queued data messages.
+
+    Attributes:
+        job_id: The job identifier.
+        update: Optional progress data.
+    """
+
+    job_id: str
+    update: Payload | None = None
+
+
+@dataclass
+class BusJobUpdateRequestMessage(BusDataMessage):
+    """Requests a progress update from a worker.
+
+    Attributes:
+        job_id: The job identifier.
+    """
+
+    job_id: str
+
+
+@dataclass
+class BusJobStreamStartMessage(BusDataMessage):
+    """Signals the start of a streaming job response.
+
+    Attributes:
+        job_id: The job identifier.
+        data: Optional metadata (e.g. content type).
+    """
+
+    job_id: str
+    data: Payload | None = None
+
+
+@dataclass
+class BusJobStreamDataMessage(BusDataMessage):
+    """A chunk of streaming job data.
+
+    Attributes:
+        job_id: The job identifier.
+        data: The chunk payload.
+    """
+
+    job_id: str
+    data: Payload | None = None
+
+
+@dataclass
+class BusJobStreamEndMessage(BusDataMessage):
+    """Signals the end of a streaming job response.
+
+    Attributes:
+        job_id: The job identifier.
+        data: Optional final metadata.
+    """
+
+    job_id: str
+    data: Payload | None = None
+
+
+@dataclass
+class BusJobCancelMessage(BusSystemMessage):
+    """Cancels a running job.
+
+    Attributes:
+        job_id: The job identifier.
+        reason: Optional human-readable reason for cancellation.
+    """
+
+    job_id: str
+    reason: str | None = None
+
+
+JOB_MESSAGE_TYPES: tuple[type[BusMessage], ...] = (
+    BusJobRequestMessage,
+    BusJobResponseMessage,
+    BusJobResponseUrgentMessage,
+    BusJobUpdateMessage,
+    BusJobUpdateUrgentMessage,
+    BusJobUpdateRequestMessage,
+    BusJobStreamStartMessage,
+    BusJobStreamDataMessage,
+    BusJobStreamEndMessage,
+    BusJobCancelMessage,
+)
+
+
+def is_job_message(message: BusMessage) -> bool:
+    """Tell whether a message belongs to a job (every ``BusJob*`` class).
+
+    Args:
+        message: Any bus message.
+
+    Returns:
+        True for job messages, which a NatsBus carries on JetStream.
+    """
+    return isinstance(message, JOB_MESSAGE_TYPES)

@@ -1,0 +1,52 @@
+"""Workers and the runner that hosts them: lifecycle, registry and jobs over a WorkerBus.
+
+- :class:`BaseWorker`: subclass it; mark job handlers with :func:`job`.
+- :class:`WorkerRunner`: hosts workers on one bus (in-process or NATS) until they end.
+- ``worker.job(...)`` / ``worker.job_group(...)``: run jobs as ``async with`` blocks
+  (:class:`JobHandle`, :class:`JobGroupHandle`), configured by :class:`JobParams` /
+  :class:`JobGroupParams`; failures raise :class:`JobError`.
+
+Module map: ``worker`` (the worker facade), ``lifecycle`` (start, activation, end, cancel),
+``jobs_api`` (the worker's job methods and hooks), ``executor`` (running handlers),
+``requests`` and ``handles`` (the requester side), ``registry``, ``runner``, ``signals``.
+"""
+
+from natsbus.messages import JobStatus
+from natsbus.workers.decorator import job
+from natsbus.workers.errors import JobError, JobGroupError, JobTimeoutError
+from natsbus.workers.handles import JobGroupHandle, JobHandle
+from natsbus.workers.lifecycle import WorkerState
+from natsbus.workers.registry import WorkerRegistry
+from natsbus.workers.runner import RunnerState, WorkerRunner
+from natsbus.workers.types import (
+    JobEvent,
+    JobEventKind,
+    JobGroupParams,
+    JobGroupResult,
+    JobParams,
+    WorkerErrorData,
+    WorkerReadyData,
+)
+from natsbus.workers.worker import BaseWorker
+
+__all__ = [
+    "BaseWorker",
+    "JobError",
+    "JobEvent",
+    "JobEventKind",
+    "JobGroupError",
+    "JobGroupHandle",
+    "JobGroupParams",
+    "JobGroupResult",
+    "JobHandle",
+    "JobParams",
+    "JobStatus",
+    "JobTimeoutError",
+    "RunnerState",
+    "WorkerErrorData",
+    "WorkerReadyData",
+    "WorkerRegistry",
+    "WorkerRunner",
+    "WorkerState",
+    "job",
+]

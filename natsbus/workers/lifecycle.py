@@ -1,0 +1,207 @@
+"""A worker's life: start, ready, active or not, and its end (graceful) or cancel (hard).
+
+::
+
+    CREATED -> ATTACHED -> STARTING -> READY -> ENDING -> ENDED
+                               |                      ^
+                               +---- setup failed ----+
+
+A graceful end stops taking jobs, ends the children, lets running jobs finish within the grace
+period, cancels what is left, and then runs ``cleanup``. A hard cancel does the same without
+the wait. Either runs in a task of its own: it never blocks the worker's dispatch lanes, so
+the answers its running jobs wait for still arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from natsbus.messages import BusCancelWorkerMessage, BusEndWorkerMessage, Payload
+
+if TYPE_CHECKING:
+    from natsbus.workers.worker import BaseWorker
+
+__all__ = ["Lifecycle", "WorkerState"]
+
+logger = logging.getLogger(__name__)
+
+CANCEL_WAIT = 5.0
+"""Seconds a cancelled job, or a cancelled child, is given to answer before it is abandoned."""
+
+
+class WorkerState(enum.Enum):
+    """Where a worker is in its life. It only moves forward."""
+
+    CREATED = "created"
+    """Made, not yet given to a runner."""
+    ATTACHED = "attached"
+    """Added to a runner and subscribed to its bus."""
+    STARTING = "starting"
+    """Running ``setup``."""
+    READY = "ready"
+    """Announced ready; takes jobs (while active)."""
+    ENDING = "ending"
+    """Ending or being cancelled: takes no new jobs."""
+    ENDED = "ended"
+    """Done; ``wait()`` has returned."""
+
+
+class Lifecycle:
+    """The lifecycle state of one worker and the sequences that move it.
+
+    Args:
+        worker: The worker.
+        active: Whether it becomes active as soon as it is ready.
+    """
+
+    def __init__(self, worker: BaseWorker, *, active: bool) -> None:
+        self._worker = worker
+        self.state = WorkerState.CREATED
+        self.active = False
+        self.pending_activation = active
+        self.activation_args: Payload | None = None
+        self.started_at: float | None = None
+        self.grace_period: float = 30.0
+        self.end_reason: str | None = None
+        self._ended = asyncio.Event()
+        self._stopping: asyncio.Task[None] | None = None
+        self._hard = False
+
+    @property
+    def ended(self) -> bool:
+        """Whether the worker has ended."""
+        return self._ended.is_set()
+
+    async def wait(self) -> None:
+        """Wait until the worker has ended."""
+        await self._ended.wait()
+
+    async def run(self, announce: Callable[[], Awaitable[None]]) -> None:
+        """Set up, announce the worker ready, activate it, and wait for its end.
+
+        Args:
+            announce: Sends the ready message and registers the worker (the runner's part).
+        """
+        worker = self._worker
+        self.state = WorkerState.STARTING
+        try:
+            await worker.setup()
+        except Exception as error:
+            logger.exception("%s: setup failed", worker)
+            await worker.send_bus_error_message(f"setup failed: {error}")
+            self.begin_stop(graceful=False, reason="setup failed")
+            await self.wait()
+            return
+        if self._stopping is None:
+            self.started_at = time.time()
+            self.state = WorkerState.READY
+            await announce()
+            await self.activate_pending()
+        await self.wait()
+
+    async def activate(self, args: Payload | None) -> None:
+        """Become active with these arguments (now if ready, else once ready)."""
+        self.activation_args = args
+        self.pending_activation = True
+        await self.activate_pending()
+
+    async def activate_pending(self) -> None:
+        """Run a pending activation once the worker is ready."""
+        if self.state is not WorkerState.READY or not self.pending_activation:
+            return
+        self.pending_activation = False
+        self.active = True
+        await self._worker.on_activated(self.activation_args)
+
+    async def deactivate(self) -> None:
+        """Become inactive; a no-op when already inactive (so the hook fires once)."""
+        self.pending_activation = False
+        if not self.active:
+            return
+        self.active = False
+        self.activation_args = None
+        await self._worker.on_deactivated()
+
+    def begin_stop(self, *, graceful: bool, reason: str | None) -> None:
+        """Start ending (graceful) or cancelling (hard) the worker, in a task of its own.
+
+        A cancel during a graceful end cuts its grace period short.
+        """
+        worker = self._worker
+        worker.executor.drain()
+        if self._stopping is not None:
+            if not graceful and not self._hard:
+                self._hard = True
+                self._cancel_children(reason)
+                worker.spawn(worker.executor.cancel_all(reason or "worker cancelled"))
+            return
+        self._hard = not graceful
+        self.end_reason = reason
+        if self.state is not WorkerState.ENDED:
+            self.state = WorkerState.ENDING
+        self._stopping = asyncio.create_task(
+            self._stop(reason), name=f"natsbus-worker-stop[{worker.name}]"
+        )
+
+    async def _stop(self, reason: str | None) -> None:
+        worker = self._worker
+        try:
+            if self._hard:
+                self._cancel_children(reason)
+            else:
+                for child in worker.children:
+                    worker.deliver_locally(
+                        BusEndWorkerMessage(reason, source=worker.name, target=child.name)
+                    )
+                await self._wait_jobs()
+            await worker.executor.cancel_all(reason or "worker ended", timeout=CANCEL_WAIT)
+            await worker.tracker.close(reason or "worker ended")
+            await self._wait_children()
+            try:
+                await worker.cleanup()
+            except Exception:
+                logger.exception("%s: cleanup failed", worker)
+        except Exception:
+            # The worker must end whatever failed above, or its runner would wait for ever.
+            logger.exception("%s: ending failed", worker)
+        finally:
+            self.state = WorkerState.ENDED
+            self.active = False
+            self._ended.set()
+
+    async def _wait_jobs(self) -> None:
+        """Let the jobs this worker runs, and those it requested, finish within the grace."""
+        worker = self._worker
+        try:
+            async with asyncio.timeout(self.grace_period):
+                await worker.executor.wait_idle(None)
+                await worker.tracker.wait_idle()
+        except TimeoutError:
+            logger.warning(
+                "%s: jobs still running after the %.1f s grace period (%s); cancelling them",
+                worker,
+                self.grace_period,
+                list(worker.executor.running) + list(worker.tracker.groups),
+            )
+
+    def _cancel_children(self, reason: str | None) -> None:
+        worker = self._worker
+        for child in worker.children:
+            worker.deliver_locally(
+                BusCancelWorkerMessage(reason, source=worker.name, target=child.name)
+            )
+
+    async def _wait_children(self) -> None:
+        started = [c for c in self._worker.children if c.state not in (WorkerState.CREATED,)]
+        timeout = CANCEL_WAIT if self._hard else self.grace_period + CANCEL_WAIT
+        try:
+            async with asyncio.timeout(timeout):
+                for child in started:
+                    await child.wait()
+        except TimeoutError:
+            logger.error("%s: children did not end within %.1f s", self._worker, timeout)

@@ -1,0 +1,384 @@
+"""The :class:`WorkerRunner`: hosts workers on one bus and runs them until they end."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import secrets
+from typing import Any
+
+from natsbus.bus import AsyncQueueBus, BusState, BusSubscriber, WorkerBus
+from natsbus.bus.dispatch import cancel_and_wait
+from natsbus.messages import (
+    BusAddWorkerMessage,
+    BusCancelMessage,
+    BusCancelWorkerMessage,
+    BusEndMessage,
+    BusEndWorkerMessage,
+    BusMessage,
+    BusWorkerErrorMessage,
+    BusWorkerReadyMessage,
+    BusWorkerRegistryMessage,
+    WorkerRegistryEntry,
+)
+from natsbus.workers.registry import WorkerRegistry
+from natsbus.workers.signals import SignalHandlers
+from natsbus.workers.types import WorkerReadyData
+from natsbus.workers.worker import BaseWorker
+
+__all__ = ["RunnerState", "WorkerRunner"]
+
+logger = logging.getLogger(__name__)
+
+
+class RunnerState(enum.Enum):
+    """Where a runner is in its life: CREATED, RUNNING, then FINISHED (it runs once)."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+class WorkerRunner(BusSubscriber):
+    """Hosts a set of workers on one bus and runs them until every one has ended.
+
+    It starts each worker, announces it ready (``BusWorkerReadyMessage``) and publishes a
+    ``BusWorkerRegistryMessage`` snapshot of its workers at start, whenever one becomes ready,
+    and whenever it hears from a runner it did not know, so that runners discover each
+    other's workers. A ``BusEndMessage`` ends every worker gracefully, a ``BusCancelMessage``
+    cancels them. SIGTERM drains (running jobs finish within ``grace_period``), SIGINT cancels.
+
+    Example::
+
+        runner = WorkerRunner(bus=NatsBus(servers="nats://nats:4222"))
+        await runner.add_workers(Translator(), Summarizer())
+        await runner.run()  # returns when every worker has ended
+
+    The end or cancel of this runner's workers is delivered on the local bus only: the same
+    worker hosted by other runners (replicas share a name) goes on.
+
+    Args:
+        bus: The bus to host the workers on; defaults to a new in-process bus. The runner
+            starts it if it is not started, and then also stops it at the end.
+        name: Unique among the runners of a channel; defaults to ``runner-<random>``.
+        grace_period: Seconds running jobs get to finish on a graceful end (SIGTERM included).
+        handle_signals: Handle SIGTERM (drain) and SIGINT (cancel) while running.
+        cancel_timeout: Seconds workers get to end after a cancel before their tasks are
+            cancelled outright.
+    """
+
+    def __init__(
+        self,
+        *,
+        bus: WorkerBus | None = None,
+        name: str | None = None,
+        grace_period: float = 30.0,
+        handle_signals: bool = True,
+        cancel_timeout: float = 10.0,
+    ) -> None:
+        if grace_period < 0:
+            raise ValueError(f"grace_period must be >= 0, got {grace_period!r}")
+        self._name = name or f"runner-{secrets.token_hex(4)}"
+        self._bus = bus if bus is not None else AsyncQueueBus()
+        self._registry = WorkerRegistry(self._name)
+        self._grace_period = grace_period
+        self._handle_signals = handle_signals
+        self._cancel_timeout = cancel_timeout
+        self._workers: dict[str, BaseWorker] = {}
+        self._hosts: dict[str, asyncio.Task[None]] = {}
+        self._known_runners: set[str] = set()
+        self._state = RunnerState.CREATED
+        self._ending = False
+        self._cancelled = asyncio.Event()
+        self._all_ended = asyncio.Event()
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def __repr__(self) -> str:
+        return f"<WorkerRunner {self._name!r} {self._state.value}>"
+
+    @property
+    def name(self) -> str:
+        """The runner's name."""
+        return self._name
+
+    @property
+    def bus_targets(self) -> frozenset[str]:
+        """A runner answers to its own name (lifecycle requests are broadcasts)."""
+        return frozenset((self._name,))
+
+    @property
+    def bus(self) -> WorkerBus:
+        """The bus the workers are hosted on."""
+        return self._bus
+
+    @property
+    def registry(self) -> WorkerRegistry:
+        """The registry of ready workers, this runner's and the others'."""
+        return self._registry
+
+    @property
+    def state(self) -> RunnerState:
+        """Where the runner is in its life."""
+        return self._state
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the runner was cancelled (SIGINT, ``BusCancelMessage``, :meth:`cancel`)."""
+        return self._cancelled.is_set()
+
+    @property
+    def grace_period(self) -> float:
+        """Seconds running jobs get to finish on a graceful end."""
+        return self._grace_period
+
+    def get_worker(self, name: str) -> BaseWorker | None:
+        """Return the worker of that name hosted here, or None."""
+        return self._workers.get(name)
+
+    async def add_workers(self, *workers: BaseWorker) -> None:
+        """Host workers: attach them to the bus, and start them if the runner is running.
+
+        Args:
+            *workers: The workers.
+
+        Raises:
+            ValueError: A worker of the same name is already hosted here.
+            RuntimeError: The runner has finished.
+        """
+        if self._state is RunnerState.FINISHED:
+            raise RuntimeError(f"{self!r} has finished; it cannot host more workers")
+        for worker in workers:
+            if worker.name in self._workers:
+                raise ValueError(f"{self!r} already hosts a worker named {worker.name!r}")
+        for worker in workers:
+            await worker.attach(
+                bus=self._bus, registry=self._registry, runner=self, grace_period=self._grace_period
+            )
+            self._workers[worker.name] = worker
+            if self._state is RunnerState.RUNNING:
+                self._start(worker)
+
+    async def run(self) -> None:
+        """Run every worker until all have ended, then stop the bus if the runner started it.
+
+        Raises:
+            RuntimeError: The runner already ran.
+        """
+        if self._state is not RunnerState.CREATED:
+            raise RuntimeError(f"{self!r} runs only once")
+        self._state = RunnerState.RUNNING
+        owns_bus = self._bus.state is BusState.CREATED
+        signals = SignalHandlers(
+            on_term=lambda: self._spawn(self.end("SIGTERM")),
+            on_int=lambda: self._spawn(self.cancel("SIGINT")),
+        )
+        if self._handle_signals:
+            signals.install()
+        try:
+            await self._bus.subscribe(self)
+            if owns_bus:
+                await self._bus.start()
+            await self._send_registry()
+            for worker in list(self._workers.values()):
+                self._start(worker)
+            self._check_all_ended()
+            await self._wait_all_ended()
+        finally:
+            signals.remove()
+            await cancel_and_wait(list(self._hosts.values()))
+            await cancel_and_wait(list(self._background))
+            await self._close_bus(owns_bus)
+            self._state = RunnerState.FINISHED
+
+    async def end(self, reason: str | None = None) -> None:
+        """End every worker gracefully; idempotent.
+
+        No new jobs are taken, running jobs finish within the grace period, then the workers
+        end.
+
+        Args:
+            reason: Why, for the logs and the workers.
+        """
+        if self._ending:
+            return
+        self._ending = True
+        logger.info("%s: ending (%s)", self, reason)
+        for worker in self._roots():
+            worker.executor.drain()  # at once: a request already queued must not start
+            # Delivered on the local bus only: replicas of this worker elsewhere go on.
+            worker.deliver_locally(
+                BusEndWorkerMessage(reason, source=self._name, target=worker.name)
+            )
+
+    async def cancel(self, reason: str | None = None) -> None:
+        """Cancel every worker: running jobs are cancelled and answered ``cancelled``.
+
+        Args:
+            reason: Why, for the logs and the workers.
+        """
+        if self._cancelled.is_set():
+            return
+        self._ending = True
+        self._cancelled.set()
+        logger.info("%s: cancelling (%s)", self, reason)
+        for worker in self._roots():
+            worker.deliver_locally(
+                BusCancelWorkerMessage(reason, source=self._name, target=worker.name)
+            )
+
+    async def on_bus_message(self, message: BusMessage) -> None:
+        """Handle the runner's messages: end, cancel, add-worker, ready and registry."""
+        if isinstance(message, BusEndMessage):
+            await self.end(message.reason)
+        elif isinstance(message, BusCancelMessage):
+            await self.cancel(message.reason)
+        elif isinstance(message, BusWorkerRegistryMessage):
+            await self._on_registry(message)
+        elif isinstance(message, BusWorkerReadyMessage):
+            if message.runner != self._name:
+                await self._registry.register(_remote(message.source, message))
+        elif isinstance(message, BusAddWorkerMessage):
+            # Every runner of an in-process bus sees it: only the parent's runner hosts.
+            if message.source in self._workers and isinstance(message.worker, BaseWorker):
+                await self.add_workers(message.worker)
+        elif isinstance(message, BusWorkerErrorMessage):
+            logger.warning("worker %r reported an error: %s", message.source, message.error)
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _roots(self) -> list[BaseWorker]:
+        return [w for w in self._workers.values() if w.parent is None]
+
+    def _start(self, worker: BaseWorker) -> None:
+        if worker.name in self._hosts:
+            return
+        self._all_ended.clear()
+        self._hosts[worker.name] = asyncio.create_task(
+            self._host(worker), name=f"natsbus-worker[{worker.name}]"
+        )
+        if self._ending:
+            # Added while ending (a child, say): it ends with the rest.
+            if self._cancelled.is_set():
+                worker.lifecycle.begin_stop(graceful=False, reason="runner cancelled")
+            else:
+                worker.lifecycle.begin_stop(graceful=True, reason="runner ending")
+
+    async def _host(self, worker: BaseWorker) -> None:
+        try:
+            await worker.lifecycle.run(lambda: self._announce(worker))
+        except Exception:
+            logger.exception("%s: worker %r failed", self, worker.name)
+        finally:
+            self._registry.forget(worker.name)
+            try:
+                await self._bus.unsubscribe(worker)
+            except Exception:
+                logger.exception("%s: could not unsubscribe %r", self, worker.name)
+            self._hosts.pop(worker.name, None)
+            self._workers.pop(worker.name, None)
+            self._check_all_ended()
+
+    async def _announce(self, worker: BaseWorker) -> None:
+        active = worker.active or worker.lifecycle.pending_activation
+        await self._bus.send(
+            BusWorkerReadyMessage(
+                self._name,
+                worker.parent,
+                active,
+                worker.bridged,
+                worker.started_at,
+                source=worker.name,
+            )
+        )
+        await self._registry.register(
+            WorkerReadyData(
+                worker.name,
+                self._name,
+                worker.parent,
+                active,
+                worker.bridged,
+                worker.started_at,
+                local=True,
+            )
+        )
+        await self._send_registry()
+
+    async def _send_registry(self) -> None:
+        entries = [
+            WorkerRegistryEntry(w.name, w.parent, w.active, w.bridged, w.started_at)
+            for w in self._workers.values()
+            if w.started_at is not None
+        ]
+        await self._bus.send(BusWorkerRegistryMessage(self._name, entries, source=self._name))
+
+    async def _on_registry(self, message: BusWorkerRegistryMessage) -> None:
+        if message.runner == self._name:
+            return
+        for entry in message.workers:
+            await self._registry.register(
+                WorkerReadyData(
+                    entry.name,
+                    message.runner,
+                    entry.parent,
+                    entry.active,
+                    entry.bridged,
+                    entry.started_at,
+                )
+            )
+        if message.runner not in self._known_runners:
+            # A runner we did not know: it does not know our workers either.
+            self._known_runners.add(message.runner)
+            await self._send_registry()
+
+    def _check_all_ended(self) -> None:
+        if self._state is RunnerState.RUNNING and not self._hosts:
+            self._all_ended.set()
+
+    async def _wait_all_ended(self) -> None:
+        ended = asyncio.ensure_future(self._all_ended.wait())
+        cancelled = asyncio.ensure_future(self._cancelled.wait())
+        try:
+            await asyncio.wait((ended, cancelled), return_when=asyncio.FIRST_COMPLETED)
+            if not ended.done():
+                try:
+                    await asyncio.wait_for(asyncio.shield(ended), self._cancel_timeout)
+                except TimeoutError:
+                    logger.error(
+                        "%s: workers %s did not end within %.1f s of the cancel; cancelling them",
+                        self,
+                        list(self._hosts),
+                        self._cancel_timeout,
+                    )
+        finally:
+            ended.cancel()
+            cancelled.cancel()
+
+    async def _close_bus(self, owns_bus: bool) -> None:
+        try:
+            if self._bus.state is BusState.STARTED:
+                await self._bus.unsubscribe(self)
+            if owns_bus:
+                flush = getattr(self._bus, "flush", None)
+                if flush is not None:
+                    # Final answers must be stored before the bus releases unanswered jobs.
+                    await flush(timeout=5.0)
+                await self._bus.stop()
+        except Exception:
+            logger.exception("%s: stopping the bus failed", self)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _remote(name: str, message: BusWorkerReadyMessage) -> WorkerReadyData:
+    return WorkerReadyData(
+        name,
+        message.runner,
+        message.parent,
+        message.active,
+        message.bridged,
+        message.started_at,
+    )

@@ -1,0 +1,142 @@
+"""Plain data the worker API takes and hands out: job parameters, job events, worker data."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from natsbus.messages import JobStatus, Payload
+
+__all__ = [
+    "JobEvent",
+    "JobEventKind",
+    "JobGroupParams",
+    "JobGroupResult",
+    "JobParams",
+    "WorkerErrorData",
+    "WorkerReadyData",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobParams:
+    """How to run a job on one worker.
+
+    Attributes:
+        name: Job name, routing the request to the worker's ``@job(name=...)`` handler; None
+            reaches its unnamed handler.
+        payload: Structured data describing the work.
+        timeout: Seconds to wait for the worker to be ready *and* answer. When it passes, the
+            job is cancelled on the worker and :class:`~natsbus.workers.JobTimeoutError` is
+            raised. None waits for ever.
+        deadline: Unix time after which the worker must not start the job: a request still
+            queued then is answered ``cancelled`` without running. Defaults to the moment the
+            timeout passes (nobody waits for the answer after that); None with no timeout
+            means no deadline. The clocks of requester and worker are assumed in sync (NTP).
+        wait_ready: Wait until the worker is known to be ready (in this runner's registry)
+            before sending the request.
+    """
+
+    name: str | None = None
+    payload: Payload | None = None
+    timeout: float | None = None
+    deadline: float | None = None
+    wait_ready: bool = True
+
+    def __post_init__(self) -> None:
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError(f"JobParams.timeout must be positive, got {self.timeout!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobGroupParams(JobParams):
+    """How to run one job on several workers at once (every :class:`JobParams` field applies).
+
+    Attributes:
+        cancel_on_error: When one worker answers ``error`` or ``failed``, cancel the others and
+            raise :class:`~natsbus.workers.JobGroupError` at once.
+    """
+
+    cancel_on_error: bool = True
+
+
+class JobEventKind(enum.StrEnum):
+    """What a :class:`JobEvent` reports."""
+
+    UPDATE = "update"
+    """A progress update (``send_job_update``)."""
+    STREAM_START = "stream_start"
+    """The worker started streaming (``send_job_stream_start``)."""
+    STREAM_DATA = "stream_data"
+    """One stream chunk (``send_job_stream_data``)."""
+    STREAM_END = "stream_end"
+    """The worker finished streaming (``send_job_stream_end``); the response still follows."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """Something a worker sent about a job before its response.
+
+    Attributes:
+        kind: What the event reports.
+        worker: The worker that sent it.
+        data: The update or chunk payload.
+        urgent: Whether it was sent with system priority (and so may overtake data events).
+    """
+
+    kind: JobEventKind
+    worker: str
+    data: Payload | None = None
+    urgent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JobGroupResult:
+    """How every worker of a job (or job group) answered; passed to ``on_job_completed``.
+
+    Attributes:
+        job_id: The job's id, shared by the group.
+        statuses: Each worker's status, by worker name.
+        responses: Each worker's response payload, by worker name.
+    """
+
+    job_id: str
+    statuses: Mapping[str, JobStatus] = field(default_factory=dict)
+    responses: Mapping[str, Payload | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerReadyData:
+    """A worker that became ready, here or on another runner.
+
+    Attributes:
+        worker_name: The worker's name.
+        runner: The runner hosting it.
+        parent: Its parent worker, or None for a root worker.
+        active: Whether it was active when announced.
+        bridged: Whether it is bridged.
+        started_at: Unix time at which it became ready.
+        local: Whether it runs on this process's runner.
+    """
+
+    worker_name: str
+    runner: str
+    parent: str | None = None
+    active: bool = False
+    bridged: bool = False
+    started_at: float | None = None
+    local: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerErrorData:
+    """An error a worker reported.
+
+    Attributes:
+        worker_name: The worker that reported it.
+        error: Its description of the error.
+    """
+
+    worker_name: str
+    error: str
