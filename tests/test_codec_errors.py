@@ -7,6 +7,7 @@ import decimal
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -99,139 +100,34 @@ def _with_payload(values: PB2Values) -> bytes:
     ).SerializeToString()
 
 
-def _numbers(*counts_and_ints: tuple[str, int | float]) -> bytes:
-    import struct
-
-    fmt = "<" + "".join(f for f, _ in counts_and_ints)
-    return struct.pack(fmt, *(v for _, v in counts_and_ints))
-
-
 @pytest.mark.parametrize(
     "values",
     [
-        pytest.param(PB2Values(numbers=b"\x00"), id="no kinds"),
-        pytest.param(PB2Values(kinds=bytes([LIST]), numbers=_numbers(("I", 0))), id="root list"),
-        pytest.param(PB2Values(kinds=bytes([MAP, 0]), numbers=_numbers(("I", 1))), id="kind 0"),
+        pytest.param(PB2Values(msgpack=b""), id="empty"),
+        pytest.param(PB2Values(msgpack=msgpack.packb([1, 2])), id="root list"),
+        pytest.param(PB2Values(msgpack=msgpack.packb("text")), id="root str"),
+        pytest.param(PB2Values(msgpack=b"\x81\xa1k"), id="truncated map"),
+        pytest.param(PB2Values(msgpack=msgpack.packb({"a": 1}) + b"\x00"), id="trailing bytes"),
+        pytest.param(PB2Values(msgpack=msgpack.packb({1: "int key"})), id="int key"),
+        pytest.param(PB2Values(msgpack=b"\x81\xa1k\xc1"), id="reserved byte 0xc1"),
         pytest.param(
-            PB2Values(kinds=bytes([MAP, 10]), numbers=_numbers(("I", 1)), text="a"), id="kind 10"
+            PB2Values(msgpack=b"\x81\xa1k" + msgpack.packb(msgpack.ExtType(5, b"x"))),
+            id="extension type",
         ),
-        pytest.param(
-            PB2Values(kinds=bytes([MAP, ord("9"), INT]), numbers=_numbers(("I", 2))),
-            id="kind that is a struct repeat count",
-        ),
-        pytest.param(PB2Values(kinds=bytes([MAP]), numbers=b""), id="numbers short"),
-        pytest.param(
-            PB2Values(kinds=bytes([MAP]), numbers=_numbers(("I", 0), ("q", 1))), id="numbers long"
-        ),
-        pytest.param(
-            PB2Values(kinds=bytes([MAP, STRING]), numbers=_numbers(("I", 1)), text="k"),
-            id="a string short",
-        ),
-        pytest.param(
-            PB2Values(kinds=bytes([MAP, INT]), numbers=_numbers(("I", 1), ("q", 5))),
-            id="a key short",
-        ),
-        pytest.param(
-            PB2Values(kinds=bytes([MAP, INT]), numbers=_numbers(("I", 1), ("q", 5)), text="a\0b"),
-            id="a string too many",
-        ),
-        pytest.param(
-            PB2Values(kinds=bytes([MAP, BYTES]), numbers=_numbers(("I", 1)), text="k"),
-            id="bytes short",
-        ),
-        pytest.param(
-            PB2Values(
-                kinds=bytes([MAP, BYTES]), numbers=_numbers(("I", 1)), text="k", blobs=[b"", b""]
-            ),
-            id="bytes too many",
-        ),
-        pytest.param(
-            PB2Values(kinds=bytes([MAP]), numbers=_numbers(("I", 0)), blobs=[b"x"]),
-            id="bytes without a kind",
-        ),
-        pytest.param(
-            PB2Values(kinds=bytes([MAP, NULL]), numbers=_numbers(("I", 5)), text="k"),
-            id="count beyond the nodes",
-        ),
-        pytest.param(
-            PB2Values(kinds=bytes([MAP, NULL, NULL]), numbers=_numbers(("I", 1)), text="k"),
-            id="a node nobody holds",
-        ),
-        pytest.param(
-            PB2Values(
-                kinds=bytes([MAP, LIST, NULL]), numbers=_numbers(("I", 1), ("I", 5)), text="k"
-            ),
-            id="nested count beyond the nodes",
-        ),
-        pytest.param(
-            PB2Values(kinds=bytes([MAP, LIST, NULL]), numbers=_numbers(("I", 1), ("I", 1))),
-            id="nested key short",
-        ),
-        pytest.param(
-            PB2Values(
-                kinds=bytes([MAP, LIST, NULL]), numbers=_numbers(("I", 1), ("I", 1)), text="k\0x"
-            ),
-            id="nested key too many",
-        ),
-        pytest.param(
-            PB2Values(
-                kinds=bytes([MAP, MAP, NULL, NULL]),
-                numbers=_numbers(("I", 1), ("I", 2)),
-                text="k\0a\0a",
-            ),
-            id="nested repeated key",
-        ),
-        pytest.param(
-            PB2Values(
-                kinds=bytes([MAP, LIST, LIST]),
-                numbers=_numbers(("I", 1), ("I", 0), ("I", 1)),
-                text="k",
-            ),
-            id="a list that holds itself",
-        ),
-        pytest.param(
-            PB2Values(kinds=bytes([MAP, NULL, NULL]), numbers=_numbers(("I", 2)), text="a\0a"),
-            id="repeated key",
-        ),
-        pytest.param(
-            PB2Values(
-                kinds=bytes([MAP] + [LIST] * MAX_DEPTH),
-                numbers=_numbers(("I", 1), *[("I", 1)] * (MAX_DEPTH - 1), ("I", 0)),
-                text="k",
-            ),
-            id="too deep",
-        ),
+        pytest.param(PB2Values(msgpack=b"\x81\xa1k\xa2\xff\xfe"), id="invalid UTF-8 text"),
+        pytest.param(PB2Values(msgpack=b"\x81\xa1k" + b"\x91" * 2000 + b"\xc0"), id="too deep"),
     ],
 )
-def test_inconsistent_payload_columns_are_malformed(values: PB2Values) -> None:
+def test_malformed_payloads_are_malformed_messages(values: PB2Values) -> None:
     with pytest.raises(MalformedMessageError):
         Codec().decode(_with_payload(values))
 
 
-def test_crafted_columns_that_are_consistent_decode() -> None:
+def test_a_well_formed_crafted_payload_decodes() -> None:
     # The counterpart of the cases above, so that they fail for the reason they name.
-    values = PB2Values(
-        kinds=bytes([MAP, LIST, NULL, INT, STRING]),
-        numbers=_numbers(("I", 2), ("I", 2), ("q", 1)),
-        text="x\0a\0b",
-    )
+    values = PB2Values(msgpack=b"\x82\xa1a\x92\x01\xa1x\xa1b\xc0")
     decoded = Codec().decode(_with_payload(values))
     assert decoded.payload == {"a": [1, "x"], "b": None}  # type: ignore[attr-defined]
-
-
-def test_nesting_at_the_limit_from_the_wire_decodes() -> None:
-    values = PB2Values(
-        kinds=bytes([MAP] + [LIST] * (MAX_DEPTH - 1)),
-        numbers=_numbers(("I", 1), *[("I", 1)] * (MAX_DEPTH - 2), ("I", 0)),
-        text="k",
-    )
-    payload = Codec().decode(_with_payload(values)).payload  # type: ignore[attr-defined]
-    depth = 1
-    node = payload["k"]
-    while node:
-        node = node[0]
-        depth += 1
-    assert depth == MAX_DEPTH - 1  # lists under the root map
 
 
 # --- Size limits -------------------------------------------------------------------------------
@@ -494,7 +390,7 @@ def test_custom_body_of_the_wrong_form(registry: MessageRegistry) -> None:
     as_bytes = PB2Envelope(source="s", custom=PB2Custom(wire_name="acme.Note", data=b"x"))
     with pytest.raises(MalformedMessageError, match="fields"):
         c.decode(as_bytes.SerializeToString())
-    fields = PB2Values(kinds=bytes([MAP]), numbers=_numbers(("I", 0)))
+    fields = PB2Values(msgpack=msgpack.packb({}))
     as_fields = PB2Envelope(source="s", custom=PB2Custom(wire_name="acme.Blob", fields=fields))
     with pytest.raises(MalformedMessageError, match="bytes"):
         c.decode(as_fields.SerializeToString())
@@ -502,7 +398,7 @@ def test_custom_body_of_the_wrong_form(registry: MessageRegistry) -> None:
 
 def test_custom_fields_missing_a_required_one(registry: MessageRegistry) -> None:
     registry.register("acme.Note", Note)
-    fields = PB2Values(kinds=bytes([MAP]), numbers=_numbers(("I", 0)))
+    fields = PB2Values(msgpack=msgpack.packb({}))
     env = PB2Envelope(source="s", custom=PB2Custom(wire_name="acme.Note", fields=fields))
     with pytest.raises(MalformedMessageError, match="Note"):
         Codec(registry=registry).decode(env.SerializeToString())
@@ -552,16 +448,15 @@ def test_mutated_valid_messages_raise_only_decode_errors(data: st.DataObject) ->
 
 
 @given(
-    kinds=st.binary(max_size=12) | st.lists(st.integers(0, 10), max_size=12).map(bytes),
-    numbers=st.binary(max_size=48),
-    text=st.text(max_size=12),
-    texts=st.lists(st.text(max_size=3), max_size=4),
-    blobs=st.lists(st.binary(max_size=3), max_size=3),
+    data=st.binary(max_size=64)
+    | st.builds(
+        lambda head, rest: head + rest,
+        st.sampled_from([b"\x81", b"\x82\xa1k"]),
+        st.binary(max_size=32),
+    )
 )
-def test_random_payload_columns_raise_only_malformed(
-    kinds: bytes, numbers: bytes, text: str, texts: list[str], blobs: list[bytes]
-) -> None:
-    values = PB2Values(kinds=kinds, numbers=numbers, text=text, texts=texts, blobs=blobs)
+def test_random_payload_bytes_raise_only_malformed(data: bytes) -> None:
+    values = PB2Values(msgpack=data)
     with contextlib.suppress(MalformedMessageError):
         Codec().decode(_with_payload(values))
 

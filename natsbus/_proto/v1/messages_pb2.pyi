@@ -8,7 +8,7 @@ context) live in envelope.proto. Field names match the Python dataclass fields.
 Conventions:
   - A Python `str | None` field is a proto3 `optional string`, so None and "" differ.
   - A Python `Payload | None` field is a Values message field: unset is None, set is a dict
-    (possibly empty). Its root node is always a MAP.
+    (possibly empty), carried as MessagePack (see value.proto).
   - Field numbers are stable; schema evolution follows protobuf rules (never reuse a number).
 """
 

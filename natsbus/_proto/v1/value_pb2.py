@@ -24,15 +24,13 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16natsbus/v1/value.proto\x12\nnatsbus.v1\"T\n\x06Values\x12\r\n\x05kinds\x18\x01 \x01(\x0c\x12\x0f\n\x07numbers\x18\x02 \x01(\x0c\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\r\n\x05texts\x18\x04 \x03(\t\x12\r\n\x05\x62lobs\x18\x05 \x03(\x0c*\xe8\x01\n\tValueKind\x12\x1a\n\x16VALUE_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fVALUE_KIND_NULL\x10\x01\x12\x14\n\x10VALUE_KIND_FALSE\x10\x02\x12\x13\n\x0fVALUE_KIND_TRUE\x10\x03\x12\x12\n\x0eVALUE_KIND_INT\x10\x04\x12\x15\n\x11VALUE_KIND_DOUBLE\x10\x05\x12\x15\n\x11VALUE_KIND_STRING\x10\x06\x12\x14\n\x10VALUE_KIND_BYTES\x10\x07\x12\x13\n\x0fVALUE_KIND_LIST\x10\x08\x12\x12\n\x0eVALUE_KIND_MAP\x10\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16natsbus/v1/value.proto\x12\nnatsbus.v1\"\x19\n\x06Values\x12\x0f\n\x07msgpack\x18\x01 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'natsbus._proto.v1.value_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VALUEKIND']._serialized_start=125
-  _globals['_VALUEKIND']._serialized_end=357
   _globals['_VALUES']._serialized_start=38
-  _globals['_VALUES']._serialized_end=122
+  _globals['_VALUES']._serialized_end=63
 # @@protoc_insertion_point(module_scope)

@@ -3,47 +3,28 @@
 isort:skip_file
 Lossless dynamic values: the payload dicts of natsbus messages.
 
-google.protobuf.Struct is not enough: it turns every number into a double, and it has no
-bytes. A Values message keeps int (64-bit), float, str, bool, None, bytes, list and dict
-apart, and keeps map keys in insertion order.
+google.protobuf.Struct is not enough: it turns every number into a double and has no bytes.
+A Values message carries one payload dict as MessagePack (https://msgpack.org/), whose type
+system is exactly what payloads need and keeps apart what JSON mixes up:
 
-Layout: the nodes of one value tree are listed in level order (the root; then its children;
-then the children of each of those containers, container by container; and so on), so the
-children of every container are contiguous, and containers' child runs come in the order of
-the containers. Every node writes one byte to `kinds`; nodes that carry data also write to
-exactly one column, in node order:
+  Python   MessagePack              Python   MessagePack
+  None     nil                      str      str (UTF-8)
+  bool     true / false             bytes    bin
+  int      int (signed 64-bit)      list     array
+  float    float 64                 dict     map (str keys, in insertion order)
 
-  kind   column    what is written
-  NULL   -         nothing
-  FALSE  -         nothing
-  TRUE   -         nothing
-  INT    numbers   int64, little-endian, 8 bytes
-  DOUBLE numbers   IEEE 754 binary64, little-endian, 8 bytes
-  STRING text      the string
-  BYTES  blobs     the bytes
-  LIST   numbers   its element count: uint32, little-endian, 4 bytes
-  MAP    numbers   its entry count: uint32, little-endian, 4 bytes; its keys go to `text`,
-                   after all the STRING values, map after map in node order
+Why MessagePack rather than one protobuf message per value: the Python codec sits on the hot
+path, and the protobuf runtime has a fixed cost for every nested message touched from
+Python; a oneof-per-value tree costs about four JSON round trips, MessagePack's C codec less
+than one. Every language has a MessagePack library, so other consumers decode it as easily.
 
-Example: {"a": [1, "x"], "b": None} is kinds MAP LIST NULL INT STRING, numbers 2 2 1,
-text "x", "a", "b".
-
-Why columns rather than one message per value: the Python codec sits on the hot path, and
-with the protobuf runtime every nested message or repeated field touched from Python has a
-fixed cost. Columns let `numbers` be packed and unpacked with one struct call and `text` be
-joined and split with one str call; level order lets a decoder rebuild each container from
-one slice of the decoded nodes, without recursion. Measured when this layout was chosen, a
-round trip through a `oneof`-per-value layout cost about 1.7 times as much.
-
-Evolution: a new kind may be added with a new number; a decoder that does not know a kind
-rejects the message as malformed rather than guess. Field numbers are never reused.
+Rules a producer keeps (the Python codec refuses anything else): the root is a map; map keys
+are strings; integers fit in a signed 64-bit integer; no extension types; nesting at most
+100 containers deep.
 """
 
-from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -55,103 +36,23 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class _ValueKind:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _ValueKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ValueKind.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    VALUE_KIND_UNSPECIFIED: _ValueKind.ValueType  # 0
-    """Never written; a decoder that reads it rejects the message."""
-    VALUE_KIND_NULL: _ValueKind.ValueType  # 1
-    """None."""
-    VALUE_KIND_FALSE: _ValueKind.ValueType  # 2
-    """False."""
-    VALUE_KIND_TRUE: _ValueKind.ValueType  # 3
-    """True."""
-    VALUE_KIND_INT: _ValueKind.ValueType  # 4
-    """A signed 64-bit integer."""
-    VALUE_KIND_DOUBLE: _ValueKind.ValueType  # 5
-    """A double-precision float (NaN and infinities included)."""
-    VALUE_KIND_STRING: _ValueKind.ValueType  # 6
-    """A Unicode string."""
-    VALUE_KIND_BYTES: _ValueKind.ValueType  # 7
-    """A byte string."""
-    VALUE_KIND_LIST: _ValueKind.ValueType  # 8
-    """A list: its element count; its elements are nodes further on."""
-    VALUE_KIND_MAP: _ValueKind.ValueType  # 9
-    """A map with string keys, in insertion order: its entry count; its values are nodes further
-    on, its keys are in the text column.
-    """
-
-class ValueKind(_ValueKind, metaclass=_ValueKindEnumTypeWrapper):
-    """The kind of one node of a Values tree, stored as one byte per node in Values.kinds."""
-
-VALUE_KIND_UNSPECIFIED: ValueKind.ValueType  # 0
-"""Never written; a decoder that reads it rejects the message."""
-VALUE_KIND_NULL: ValueKind.ValueType  # 1
-"""None."""
-VALUE_KIND_FALSE: ValueKind.ValueType  # 2
-"""False."""
-VALUE_KIND_TRUE: ValueKind.ValueType  # 3
-"""True."""
-VALUE_KIND_INT: ValueKind.ValueType  # 4
-"""A signed 64-bit integer."""
-VALUE_KIND_DOUBLE: ValueKind.ValueType  # 5
-"""A double-precision float (NaN and infinities included)."""
-VALUE_KIND_STRING: ValueKind.ValueType  # 6
-"""A Unicode string."""
-VALUE_KIND_BYTES: ValueKind.ValueType  # 7
-"""A byte string."""
-VALUE_KIND_LIST: ValueKind.ValueType  # 8
-"""A list: its element count; its elements are nodes further on."""
-VALUE_KIND_MAP: ValueKind.ValueType  # 9
-"""A map with string keys, in insertion order: its entry count; its values are nodes further
-on, its keys are in the text column.
-"""
-Global___ValueKind: _TypeAlias = ValueKind  # noqa: Y015
-
 @_typing.final
 class Values(_message.Message):
-    """One value tree (for a payload: a MAP at the root), its nodes in level order, in columns."""
+    """One payload dict."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    KINDS_FIELD_NUMBER: _builtins.int
-    NUMBERS_FIELD_NUMBER: _builtins.int
-    TEXT_FIELD_NUMBER: _builtins.int
-    TEXTS_FIELD_NUMBER: _builtins.int
-    BLOBS_FIELD_NUMBER: _builtins.int
-    kinds: _builtins.bytes
-    """One ValueKind number per node, one byte each, in level order. Never empty."""
-    numbers: _builtins.bytes
-    """The numbers of INT, DOUBLE, LIST and MAP nodes, in node order, packed without padding."""
-    text: _builtins.str
-    """The STRING values in node order, then the keys of every MAP in node order, joined by
-    U+0000. Empty when there are none, or when `texts` is used instead.
-    """
-    @_builtins.property
-    def texts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The same strings, one per entry; used (and read) only when `text` is empty, which the
-        encoder arranges when one of the strings itself holds U+0000 or is the only, empty one.
-        """
-
-    @_builtins.property
-    def blobs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
-        """The BYTES values, in node order."""
-
+    MSGPACK_FIELD_NUMBER: _builtins.int
+    msgpack: _builtins.bytes
+    """The MessagePack encoding of the payload map (never empty: an empty map is one byte)."""
     def __init__(
         self,
         *,
-        kinds: _builtins.bytes = ...,
-        numbers: _builtins.bytes = ...,
-        text: _builtins.str = ...,
-        texts: _abc.Iterable[_builtins.str] | None = ...,
-        blobs: _abc.Iterable[_builtins.bytes] | None = ...,
+        msgpack: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blobs", b"blobs", "kinds", b"kinds", "numbers", b"numbers", "text", b"text", "texts", b"texts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["msgpack", b"msgpack"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
