@@ -409,3 +409,44 @@ async def test_unanswered_job_ends_as_an_error_after_max_attempts(nats_url: str)
     assert response.status is JobStatus.ERROR
     assert response.response is not None and "2 deliveries" in response.response["error"]
     assert last.received == []
+
+
+async def test_paused_bus_takes_no_new_job_and_another_bus_does(nats_url: str) -> None:
+    paused_worker, other_worker, client = Inbox("w"), Inbox("w"), Inbox("client")
+    async with running_bus(nats_url, paused_worker) as paused, running_bus(nats_url, client) as bus:
+        await paused.pause_jobs()
+        await bus.send(BusJobRequestMessage("after-pause", source="client", target="w"))
+        await bus.flush(timeout=5)
+        async with running_bus(nats_url, other_worker):
+            await other_worker.wait_until(lambda: len(other_worker.received) == 1)
+        # Cancels still reach the paused bus: only new requests stop.
+        await bus.send(BusJobCancelMessage("after-pause", source="client", target="w"))
+        await paused_worker.wait_until(lambda: len(paused_worker.received) == 1)
+    assert [type(m) for m in paused_worker.received] == [BusJobCancelMessage]
+
+
+async def test_job_answered_then_bus_stopped_is_not_redelivered(nats_url: str) -> None:
+    buses: list[NatsBus] = []
+
+    async def answer(message: BusMessage) -> None:
+        if isinstance(message, BusJobRequestMessage):
+            await buses[0].send(
+                BusJobResponseMessage(
+                    message.job_id, JobStatus.COMPLETED, source="w", target=message.source
+                )
+            )
+            await buses[0].stop()  # at once: the response is still on its way to the stream
+
+    client = Inbox("client")
+    async with running_bus(nats_url, client, ack_wait=1.0) as client_bus:
+        first = NatsBus(servers=nats_url, channel="test")
+        buses.append(first)
+        await first.subscribe(Inbox("w", behaviour=answer))
+        await first.start()
+        await client_bus.send(BusJobRequestMessage("once", source="client", target="w"))
+        await client.wait_until(lambda: len(client.received) == 1)
+        # A second bus for "w" would get a redelivery after ack_wait (1 s) if it was not acked.
+        late = Inbox("w")
+        async with running_bus(nats_url, late, ack_wait=1.0):
+            await asyncio.sleep(2.0)
+        assert late.received == []

@@ -492,20 +492,46 @@ class NatsBus(WorkerBus):
         if self._given_clients is not None:
             system, data = self._given_clients
         else:
-            system = await nats.connect(
-                **self._options.connect_kwargs(lane="system"),
-                reconnected_cb=self._on_reconnected,
-                error_cb=self._on_client_error,
-            )
-            data = await nats.connect(
-                **self._options.connect_kwargs(lane="data"),
-                reconnected_cb=self._on_reconnected,
-                error_cb=self._on_client_error,
-            )
+            system = await self._open("system")
+            try:
+                data = await self._open("data")
+            except BaseException:
+                await system.close()
+                raise
         self._clients = {"sys": system, "data": data}
         for client in (system, data):
             yield_between_reads(client, self._time_slice / 2)
         self._jetstream = {lane: client.jetstream() for lane, client in self._clients.items()}
+
+    async def _open(self, lane: str) -> Client:
+        """Connect one lane, giving up after ``connect_attempts`` per server.
+
+        Raises:
+            BusUnavailableError: No server could be reached, or every one refused us (bad
+                credentials, TLS): the last error is in the message.
+        """
+        kwargs = self._options.connect_kwargs(lane=lane)
+        # nats-py applies one attempt limit to the first connection and to reconnects; with
+        # "forever" a wrong password would hang start(). Connect with a bounded number of
+        # attempts, then switch the live client to the reconnect policy asked for.
+        kwargs["max_reconnect_attempts"] = self._options.connect_attempts
+        last_error: list[BaseException] = []
+
+        async def remember(error: Exception) -> None:
+            last_error[:] = [error]
+            await self._on_client_error(error)
+
+        try:
+            client = await nats.connect(
+                **kwargs, reconnected_cb=self._on_reconnected, error_cb=remember
+            )
+        except Exception as error:
+            cause = last_error[0] if last_error else error
+            raise BusUnavailableError(
+                f"could not connect the {lane} lane to {list(self._options.servers)}: {cause}"
+            ) from error
+        client.options["max_reconnect_attempts"] = self._options.max_reconnect_attempts
+        return client
 
     async def _on_reconnected(self) -> None:
         # Pending pull requests died with the old connection: ask again at once.

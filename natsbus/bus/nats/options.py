@@ -32,7 +32,10 @@ class NatsConnectOptions:
         tls_hostname: Host name to verify the server certificate against.
         connect_timeout: Seconds to wait for a server when connecting.
         reconnect_time_wait: Seconds between reconnect attempts.
-        max_reconnect_attempts: Reconnect attempts before giving up; -1 retries forever.
+        connect_attempts: Attempts per server when the bus starts; then ``start()`` fails with
+            the last error (a wrong password fails fast instead of hanging).
+        max_reconnect_attempts: Reconnect attempts, once connected, before giving up; -1
+            retries forever.
         pending_size: Bytes the client buffers for core messages while reconnecting; beyond
             that a send raises and the message is counted as dropped.
     """
@@ -51,6 +54,7 @@ class NatsConnectOptions:
     tls_hostname: str | None = None
     connect_timeout: float = 2.0
     reconnect_time_wait: float = 0.25
+    connect_attempts: int = 5
     max_reconnect_attempts: int = -1
     pending_size: int = 8 * 1024 * 1024
 
@@ -59,6 +63,10 @@ class NatsConnectOptions:
             object.__setattr__(self, "servers", (self.servers,))
         if not self.servers:
             raise ValueError("NatsConnectOptions.servers must name at least one server URL")
+        if self.connect_attempts < 1:
+            raise ValueError(
+                f"NatsConnectOptions.connect_attempts must be >= 1, got {self.connect_attempts!r}"
+            )
         if (self.user is None) != (self.password is None):
             raise ValueError("NatsConnectOptions: user and password go together")
         if self.tls_cert_file is not None and self.tls_key_file is None:
