@@ -27,10 +27,10 @@ import math
 import secrets
 import time
 from collections import Counter
-from collections.abc import Sequence
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
 
-import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -38,10 +38,12 @@ from nats.errors import OutboundBufferLimitError
 from nats.js.api import ConsumerConfig
 from nats.js.client import JetStreamContext
 
-from natsbus.bus.base import WorkerBus
+from natsbus.bus.base import BusMetricsProvider, BusObserverFactory, WorkerBus
 from natsbus.bus.dispatch import DEFAULT_TIME_SLICE, DispatchObserver
+from natsbus.bus.nats.connection import open_connection
 from natsbus.bus.nats.fairness import yield_between_reads
-from natsbus.bus.nats.inbound import InboundDecoder, RecentIds
+from natsbus.bus.nats.inbound import InboundDecoder
+from natsbus.bus.nats.intake import MSG_ID_HEADER, REPLY_TO_HEADER, JobIntake
 from natsbus.bus.nats.jetstream import (
     delete_consumer_quietly,
     ensure_consumer,
@@ -50,7 +52,7 @@ from natsbus.bus.nats.jetstream import (
     job_consumer_config,
 )
 from natsbus.bus.nats.layout import DEFAULT_PREFIX, Lane, SubjectLayout
-from natsbus.bus.nats.ledger import JobLedger, TakenJob
+from natsbus.bus.nats.ledger import JobLedger
 from natsbus.bus.nats.options import JetStreamOptions, NatsConnectOptions
 from natsbus.bus.nats.outbox import JobOutbox, OutboundJobMessage
 from natsbus.bus.nats.pull import PullLoop
@@ -69,12 +71,10 @@ from natsbus.messages import (
     JobStatus,
 )
 
-__all__ = ["NatsBus"]
+__all__ = ["ConsumerStatistics", "NatsBus"]
 
 logger = logging.getLogger("natsbus.bus.nats")
 
-MSG_ID_HEADER: Final = "Nats-Msg-Id"
-REPLY_TO_HEADER: Final = "Natsbus-Reply-To"
 _FINAL_RESPONSES: Final = (BusJobResponseMessage, BusJobResponseUrgentMessage)
 _TO_WORKER: Final = (BusJobRequestMessage, BusJobCancelMessage, BusJobUpdateRequestMessage)
 
@@ -85,6 +85,28 @@ _SUBJECT_CACHE_SIZE: Final = 10_000
 
 def _lane(message: BusMessage) -> Lane:
     return "sys" if isinstance(message, BusSystemMessage) else "data"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerStatistics:
+    """The server's view of one JetStream consumer a bus reads from.
+
+    Attributes:
+        role: ``job_requests`` (shared by every bus hosting the worker), ``job_control`` or
+            ``job_replies`` (this bus instance's own).
+        worker: The hosted worker it serves; empty for ``job_replies``.
+        lane: ``system`` or ``data``.
+        name: The consumer's name.
+        pending: Messages stored and not yet delivered to any bus.
+        ack_pending: Messages delivered and not yet acknowledged.
+    """
+
+    role: str
+    worker: str
+    lane: str
+    name: str
+    pending: int
+    ack_pending: int
 
 
 class NatsBus(WorkerBus):
@@ -102,10 +124,14 @@ class NatsBus(WorkerBus):
             bus then neither connects nor closes them. Pass the same client twice to share one
             connection between the lanes (a cancel may then queue behind data bytes).
         name: The bus's name, for logs.
-        observer: Hooks called around every handler call (metrics, tracing).
+        observer: Hooks called around every handler call and every send (tracing).
         time_slice: Seconds a dispatch lane, or the reading of a backlog, may hold the event
             loop before yielding to it.
+        metrics: Where to count messages and timings for metrics
+            (:class:`natsbus.observability.BusMetrics`); None (the default) counts nothing.
     """
+
+    kind: ClassVar[str] = "nats"
 
     def __init__(
         self,
@@ -118,10 +144,11 @@ class NatsBus(WorkerBus):
         codec: Codec | None = None,
         clients: tuple[Client, Client] | None = None,
         name: str | None = None,
-        observer: DispatchObserver | None = None,
+        observer: DispatchObserver | BusObserverFactory | None = None,
         time_slice: float = DEFAULT_TIME_SLICE,
+        metrics: BusMetricsProvider | None = None,
     ) -> None:
-        super().__init__(name=name, observer=observer, time_slice=time_slice)
+        super().__init__(name=name, observer=observer, time_slice=time_slice, metrics=metrics)
         options = connect_options or NatsConnectOptions()
         if servers is not None:
             options = NatsConnectOptions(
@@ -149,17 +176,25 @@ class NatsBus(WorkerBus):
         self._ledger = JobLedger(
             ack_wait=self._js_options.ack_wait, max_in_flight=self._js_options.max_jobs_in_flight
         )
-        self._seen = RecentIds()
         self._connected = False
         self._interest_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
+        self.counters: Counter[str] = Counter()
+        """Events an operator cares about: ``dead_lettered``, ``duplicates``, ``dropped_*``."""
+        self._intake = JobIntake(
+            ledger=self._ledger,
+            decoder=self._decoder,
+            max_attempts=self._js_options.max_attempts,
+            deliver=self.on_message_received,
+            answer_error=self._answer_error,
+            counters=self.counters,
+            spawn=self._spawn,
+        )
         self._sent_before_start: list[BusMessage] = []
         self._last_yield = 0.0
         self._jobs_paused = False
         self._kinds: dict[type[BusMessage], tuple[Lane, bool]] = {}
         self._core_subjects: dict[tuple[Lane, str | None], str] = {}
-        self.counters: Counter[str] = Counter()
-        """Events an operator cares about: ``dead_lettered``, ``duplicates``, ``dropped_*``."""
 
     # --- identity -----------------------------------------------------------------------------
 
@@ -281,6 +316,79 @@ class NatsBus(WorkerBus):
         if self._connected:
             await self._sync_interest()
 
+    # --- health -------------------------------------------------------------------------------
+
+    def connections(self) -> dict[str, bool]:
+        """Whether each of the bus's two connections (``system``, ``data``) is up now."""
+        return {
+            ("system" if lane == "sys" else lane): client.is_connected
+            for lane, client in self._clients.items()
+        }
+
+    def not_ready_reasons(self) -> list[str]:
+        """Say why the bus cannot serve now (empty when it can): for readiness probes.
+
+        Ready means started, both connections up, and consumers in place for every worker
+        hosted here (for job requests too, unless jobs are paused).
+        """
+        reasons = super().not_ready_reasons()
+        if not self._connected:
+            return reasons or [f"bus {self.name!r} is not connected"]
+        reasons.extend(
+            f"{connection} connection is down"
+            for connection, up in self.connections().items()
+            if not up
+        )
+        targets, _ = self._wanted_targets()
+        missing = {w for w in targets if w not in self._control_loops}
+        if not self._jobs_paused:
+            missing.update(w for w in targets if w not in self._job_loops)
+        if missing:
+            reasons.append(f"consumers not in place for {sorted(missing)}")
+        return reasons
+
+    async def consumer_statistics(self, timeout: float = 2.0) -> list[ConsumerStatistics]:
+        """Ask the server how far behind each JetStream consumer of this bus is.
+
+        Consumers that cannot be asked about now (the server is away) are left out.
+
+        Args:
+            timeout: Seconds to wait for each answer.
+
+        Returns:
+            One entry per consumer that answered.
+        """
+        if not self._connected:
+            return []
+        wanted: list[tuple[str, str, Lane, str]] = [
+            *(("job_requests", w, "data", loop.consumer) for w, loop in self._job_loops.items()),
+            *(("job_control", w, "sys", loop.consumer) for w, loop in self._control_loops.items()),
+            *(
+                ("job_replies", "", lane, loop.consumer)
+                for lane, loop in zip(_LANES, self._reply_loops, strict=False)
+            ),
+        ]
+        found: list[ConsumerStatistics] = []
+        for role, worker, lane, name in wanted:
+            try:
+                info = await self._jetstream[lane].consumer_info(
+                    self._layout.stream, name, timeout=timeout
+                )
+            except Exception:  # away, or deleted meanwhile: nothing to say about it now
+                logger.debug("consumer_info(%s) failed", name, exc_info=True)
+                continue
+            found.append(
+                ConsumerStatistics(
+                    role,
+                    worker,
+                    "system" if lane == "sys" else "data",
+                    name,
+                    int(info.num_pending or 0),
+                    int(info.num_ack_pending or 0),
+                )
+            )
+        return found
+
     # --- sending ------------------------------------------------------------------------------
 
     async def publish(self, message: BusMessage) -> None:
@@ -307,7 +415,8 @@ class NatsBus(WorkerBus):
         if subject is None:
             subject = self._core_subject(lane, message.target)
         try:
-            await client.publish(subject, data)
+            # W3C trace context rides in NATS headers too, for tools that read only those.
+            await client.publish(subject, data, headers=message.trace_context)
         except OutboundBufferLimitError as error:
             self.counters["dropped_disconnected"] += 1
             raise BusUnavailableError(
@@ -335,6 +444,8 @@ class NatsBus(WorkerBus):
     async def _publish_job(self, message: BusMessage, data: bytes) -> None:
         lane = _lane(message)
         headers = {MSG_ID_HEADER: message.id}
+        if message.trace_context:
+            headers.update(message.trace_context)
         on_stored = None
         if isinstance(message, _TO_WORKER):
             if message.target is None:
@@ -356,7 +467,9 @@ class NatsBus(WorkerBus):
                     if message.target is None
                     else self._layout.targeted(lane, message.target)
                 )
-                await self._clients[lane].publish(target_subject, data)
+                await self._clients[lane].publish(
+                    target_subject, data, headers=message.trace_context
+                )
                 return
             subject = self._layout.job_replies(reply_to, lane)
             if isinstance(message, _FINAL_RESPONSES):
@@ -365,14 +478,10 @@ class NatsBus(WorkerBus):
             OutboundJobMessage(subject=subject, data=data, headers=headers, on_stored=on_stored)
         )
 
-    def _answered_callback(self, job_key: tuple[str, str]) -> Any:
+    def _answered_callback(self, job_key: tuple[str, str]) -> Callable[[], None]:
         def answered() -> None:
-            job = self._ledger.finish(job_key)
-            if job is None:
-                return
-            self._seen.add(job.message_id)
-            self._spawn(self._ack(job.delivery))
-            loop = self._job_loops.get(job.worker)
+            job = self._intake.answered(job_key)
+            loop = self._job_loops.get(job.worker) if job is not None else None
             if loop is not None:
                 loop.room_made()
 
@@ -391,79 +500,10 @@ class NatsBus(WorkerBus):
             await asyncio.sleep(0)
             self._last_yield = time.perf_counter()
 
-    def _on_job_request(self, worker: str, msg: Msg) -> None:
-        headers = msg.headers or {}
-        message_id = headers.get(MSG_ID_HEADER, "")
-        if self._ledger.has_message(message_id):
-            # Redelivered while still running here (ack_wait passed during an outage).
-            self._spawn(msg.in_progress())
-            return
-        if message_id in self._seen:
-            self.counters["duplicates"] += 1
-            self._spawn(self._ack(msg))
-            return
-        message = self._decoder.decode(msg.data, msg.subject)
-        if not isinstance(message, BusJobRequestMessage):
-            self._spawn(msg.term())
-            return
-        reply_to = headers.get(REPLY_TO_HEADER, "")
-        if msg.metadata.num_delivered > self._js_options.max_attempts:
-            self._dead_letter(message, reply_to, msg)
-            return
-        if (worker, message.job_id) in self._ledger:
-            self._refuse_duplicate_job(message, reply_to, msg)
-            return
-        self._ledger.take(
-            TakenJob(
-                job_id=message.job_id,
-                worker=worker,
-                reply_to=reply_to,
-                message_id=message_id,
-                delivery=msg,
-            )
-        )
-        self.on_message_received(message)
-
-    def _on_routed_message(self, msg: Msg) -> None:
-        """A job control or reply message addressed to this instance or its workers."""
-        message_id = (msg.headers or {}).get(MSG_ID_HEADER, "")
-        if message_id in self._seen:
-            self.counters["duplicates"] += 1
-            self._spawn(self._ack(msg))
-            return
-        message = self._decoder.decode(msg.data, msg.subject)
-        if message is None:
-            self._spawn(msg.term())
-            return
-        self._seen.add(message_id)
-        self.on_message_received(message)
-        self._spawn(self._ack(msg))
-
-    def _dead_letter(self, request: BusJobRequestMessage, reply_to: str, msg: Msg) -> None:
-        attempts = msg.metadata.num_delivered - 1
-        logger.error(
-            "job %s for %s was not answered after %d deliveries; answering 'error'",
-            request.job_id,
-            request.target,
-            attempts,
-        )
-        self.counters["dead_lettered"] += 1
-        self._reply_directly(
-            request,
-            reply_to,
-            f"job was not completed after {attempts} deliveries",
-            msg,
-        )
-
-    def _refuse_duplicate_job(self, request: BusJobRequestMessage, reply_to: str, msg: Msg) -> None:
-        self.counters["duplicate_job_ids"] += 1
-        self._reply_directly(
-            request, reply_to, f"job id {request.job_id!r} is already running", msg
-        )
-
-    def _reply_directly(
+    def _answer_error(
         self, request: BusJobRequestMessage, reply_to: str, error: str, msg: Msg
     ) -> None:
+        """Answer a request ``error`` on its worker's behalf, then terminate its delivery."""
         response = BusJobResponseMessage(
             request.job_id,
             JobStatus.ERROR,
@@ -504,34 +544,19 @@ class NatsBus(WorkerBus):
         self._jetstream = {lane: client.jetstream() for lane, client in self._clients.items()}
 
     async def _open(self, lane: str) -> Client:
-        """Connect one lane, giving up after ``connect_attempts`` per server.
+        return await open_connection(
+            self._options,
+            lane,
+            on_reconnected=self._reconnected_callback(lane),
+            on_error=self._on_client_error,
+        )
 
-        Raises:
-            BusUnavailableError: No server could be reached, or every one refused us (bad
-                credentials, TLS): the last error is in the message.
-        """
-        kwargs = self._options.connect_kwargs(lane=lane)
-        # nats-py applies one attempt limit to the first connection and to reconnects; with
-        # "forever" a wrong password would hang start(). Connect with a bounded number of
-        # attempts, then switch the live client to the reconnect policy asked for.
-        kwargs["max_reconnect_attempts"] = self._options.connect_attempts
-        last_error: list[BaseException] = []
+    def _reconnected_callback(self, lane: str) -> Callable[[], Awaitable[None]]:
+        async def reconnected() -> None:
+            self.counters[f"reconnects_{lane}"] += 1
+            await self._on_reconnected()
 
-        async def remember(error: Exception) -> None:
-            last_error[:] = [error]
-            await self._on_client_error(error)
-
-        try:
-            client = await nats.connect(
-                **kwargs, reconnected_cb=self._on_reconnected, error_cb=remember
-            )
-        except Exception as error:
-            cause = last_error[0] if last_error else error
-            raise BusUnavailableError(
-                f"could not connect the {lane} lane to {list(self._options.servers)}: {cause}"
-            ) from error
-        client.options["max_reconnect_attempts"] = self._options.max_reconnect_attempts
-        return client
+        return reconnected
 
     async def _on_reconnected(self) -> None:
         # Pending pull requests died with the old connection: ask again at once.
@@ -570,7 +595,7 @@ class NatsBus(WorkerBus):
         name = self._layout.instance_consumer(self._instance, f"rsp-{lane}")
         subject = self._layout.job_replies(self._instance, lane)
         config = instance_consumer_config(name, subject, self._js_options)
-        return await self._start_loop(lane, config, self._on_routed_message, lambda: 256)
+        return await self._start_loop(lane, config, self._intake.on_routed_message, lambda: 256)
 
     async def _sync_interest(self) -> None:
         """Listen for exactly the targets the local subscribers answer to."""
@@ -614,7 +639,7 @@ class NatsBus(WorkerBus):
                 self._job_loops[worker] = await self._start_loop(
                     "data",
                     job_consumer_config(self._layout, worker, self._js_options),
-                    lambda msg, worker=worker: self._on_job_request(worker, msg),
+                    lambda msg, worker=worker: self._intake.on_job_request(worker, msg),
                     lambda worker=worker: self._ledger.room(worker),
                 )
             name = self._layout.instance_consumer(
@@ -624,7 +649,7 @@ class NatsBus(WorkerBus):
                 name, self._layout.job_control(worker), self._js_options
             )
             self._control_loops[worker] = await self._start_loop(
-                "sys", config, self._on_routed_message, lambda: 256
+                "sys", config, self._intake.on_routed_message, lambda: 256
             )
 
     def _wanted_targets(self) -> tuple[set[str], bool]:
@@ -648,12 +673,6 @@ class NatsBus(WorkerBus):
             await subscription.unsubscribe()
         except Exception:  # the connection is closed: the subscription went with it
             logger.debug("unsubscribe failed", exc_info=True)
-
-    async def _ack(self, msg: Msg) -> None:
-        try:
-            await msg.ack()
-        except Exception:  # disconnected: the message is redelivered and de-duplicated
-            logger.debug("ack failed", exc_info=True)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)

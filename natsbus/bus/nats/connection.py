@@ -1,0 +1,61 @@
+"""Opening one of a NatsBus's two connections."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import nats
+from nats.aio.client import Client
+
+from natsbus.bus.nats.options import NatsConnectOptions
+from natsbus.errors import BusUnavailableError
+
+__all__ = ["open_connection"]
+
+
+async def open_connection(
+    options: NatsConnectOptions,
+    lane: str,
+    *,
+    on_reconnected: Callable[[], Awaitable[None]],
+    on_error: Callable[[Exception], Awaitable[None]],
+) -> Client:
+    """Connect one lane, giving up after ``options.connect_attempts`` per server.
+
+    nats-py applies one attempt limit to the first connection and to reconnects; with
+    "forever" a wrong password would hang the bus's start. This connects with a bounded number
+    of attempts, then switches the live client to the reconnect policy asked for.
+
+    Args:
+        options: Servers, credentials, TLS and retry settings.
+        lane: ``"system"`` or ``"data"``, for the connection name and the error.
+        on_reconnected: Called after every reconnect.
+        on_error: Called with every error the client reports.
+
+    Returns:
+        The connected client.
+
+    Raises:
+        BusUnavailableError: No server could be reached, or every one refused the connection
+            (bad credentials, TLS); the last error is in the message.
+    """
+    kwargs = options.connect_kwargs(lane=lane)
+    kwargs["max_reconnect_attempts"] = options.connect_attempts
+    last_error: list[BaseException] = []
+
+    async def remember(error: Exception) -> None:
+        # A refusal from the server (bad credentials) says more than the connection reset
+        # that follows it: keep the last error that is not a plain socket error, if any.
+        if not last_error or not isinstance(error, OSError):
+            last_error[:] = [error]
+        await on_error(error)
+
+    try:
+        client = await nats.connect(**kwargs, reconnected_cb=on_reconnected, error_cb=remember)
+    except Exception as error:
+        cause = last_error[0] if last_error else error
+        raise BusUnavailableError(
+            f"could not connect the {lane} lane to {list(options.servers)}: {cause}"
+        ) from error
+    client.options["max_reconnect_attempts"] = options.max_reconnect_attempts
+    return client
