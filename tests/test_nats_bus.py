@@ -454,10 +454,13 @@ async def test_job_answered_then_bus_stopped_is_not_redelivered(nats_url: str) -
 
 async def test_an_observer_sees_messages_targeted_at_other_buses(nats_url: str) -> None:
     observer, worker = Inbox("monitor", targets=None), Inbox("w")
-    async with running_bus(nats_url, observer), running_bus(nats_url, worker):
-        async with running_bus(nats_url, Inbox("c")) as sender:
-            await sender.send(BusTTSSpeakMessage("for w", source="c", target="w"))
-            await sender.send(BusCancelMessage("for w", source="c", target="w"))
-            await worker.wait_until(lambda: len(worker.received) == 2)
-            await observer.wait_until(lambda: len(observer.received) == 2)
+    async with (
+        running_bus(nats_url, observer),
+        running_bus(nats_url, worker),
+        running_bus(nats_url, Inbox("c")) as sender,
+    ):
+        await sender.send(BusTTSSpeakMessage("for w", source="c", target="w"))
+        await sender.send(BusCancelMessage("for w", source="c", target="w"))
+        await worker.wait_until(lambda: len(worker.received) == 2)
+        await observer.wait_until(lambda: len(observer.received) == 2)
     assert {m.target for m in observer.received} == {"w"}

@@ -11,11 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from time import time as _now
 from types import TracebackType
-from typing import Self
+from typing import ClassVar, Protocol, Self, runtime_checkable
 
 from natsbus._ids import new_id
 from natsbus.bus.dispatch import (
     DEFAULT_TIME_SLICE,
+    BusTally,
     DispatcherStatistics,
     DispatchObserver,
     LaneQueue,
@@ -25,7 +26,14 @@ from natsbus.bus.subscriber import BusSubscriber
 from natsbus.errors import BusClosedError
 from natsbus.messages import BusLocalMessage, BusMessage, BusSystemMessage
 
-__all__ = ["BusState", "BusStatistics", "WorkerBus"]
+__all__ = [
+    "BusMetricsProvider",
+    "BusObserverFactory",
+    "BusState",
+    "BusStatistics",
+    "SendObserver",
+    "WorkerBus",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +49,48 @@ class BusState(enum.Enum):
     """Dispatching to subscribers."""
     STOPPED = "stopped"
     """Stopped for good: nothing is dispatched, ``send()`` raises :class:`BusClosedError`."""
+
+
+class BusMetricsProvider(Protocol):
+    """Gives each bus the :class:`~natsbus.bus.dispatch.BusTally` it counts into.
+
+    :class:`natsbus.observability.BusMetrics` is one; the bus layer knows only this shape.
+    """
+
+    def tally_for(self, bus: WorkerBus) -> BusTally:
+        """Return the tally ``bus`` counts into (buses of one kind may share one)."""
+        ...
+
+
+@runtime_checkable
+class BusObserverFactory(Protocol):
+    """Makes the dispatch observer of one bus (which may then label what it sees by bus)."""
+
+    def observer_for(self, bus: WorkerBus) -> DispatchObserver:
+        """Return the observer for ``bus``; called once, when the bus is made."""
+        ...
+
+
+@runtime_checkable
+class SendObserver(Protocol):
+    """Hooks around every ``send()``: the seam for producer spans.
+
+    A dispatch observer that also has these methods gets them called by the bus.
+    :meth:`on_send` runs before the message is published, so it may set
+    ``message.trace_context``.
+    """
+
+    def on_send(self, bus: WorkerBus, message: BusMessage) -> object:
+        """Called after the message is stamped, before it is published.
+
+        Returns:
+            A token passed back to :meth:`on_send_end`; None to skip that call.
+        """
+        ...
+
+    def on_send_end(self, token: object, error: BaseException | None) -> None:
+        """Called when the publish returned, or raised ``error``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,21 +127,35 @@ class WorkerBus(abc.ABC):
 
     Args:
         name: A name for logs; defaults to the class name and a number.
-        observer: Hooks called around every handler call (metrics, tracing).
+        observer: Hooks called around every handler call (tracing), or a
+            :class:`BusObserverFactory` that makes them for this bus. If the observer is also
+            a :class:`SendObserver`, its hooks run around every ``send()``.
         time_slice: Seconds a dispatch lane may hold the event loop before yielding.
+        metrics: Where to count messages, timings and drops for metrics
+            (:class:`natsbus.observability.BusMetrics`); None (the default) counts nothing.
     """
+
+    kind: ClassVar[str] = "local"
+    """The kind of bus, as metrics and spans label it."""
 
     def __init__(
         self,
         *,
         name: str | None = None,
-        observer: DispatchObserver | None = None,
+        observer: DispatchObserver | BusObserverFactory | None = None,
         time_slice: float = DEFAULT_TIME_SLICE,
+        metrics: BusMetricsProvider | None = None,
     ) -> None:
         if time_slice <= 0:
             raise ValueError(f"time_slice must be positive, got {time_slice!r}")
         self._name = name if name is not None else f"{type(self).__name__}#{next(_bus_numbers)}"
-        self._observer = observer
+        if isinstance(observer, BusObserverFactory):
+            observer = observer.observer_for(self)
+        self._observer: DispatchObserver | None = observer
+        self._sender = observer if isinstance(observer, SendObserver) else None
+        self._tally = metrics.tally_for(self) if metrics is not None else None
+        if self._tally is not None:
+            self._tally.buses.add(self)
         self._time_slice = time_slice
         self._state = BusState.CREATED
         # The hot paths test this bool: comparing an enum member costs ten times more.
@@ -115,6 +179,11 @@ class WorkerBus(abc.ABC):
     def state(self) -> BusState:
         """The bus's lifecycle state."""
         return self._state
+
+    @property
+    def tally(self) -> BusTally | None:
+        """What this bus counts for metrics, or None when metrics are off."""
+        return self._tally
 
     @property
     def subscribers(self) -> tuple[BusSubscriber, ...]:
@@ -184,7 +253,7 @@ class WorkerBus(abc.ABC):
             # the same name would leave it deaf without anyone noticing.
             raise ValueError(f"another subscriber named {name!r} is already subscribed")
         dispatcher = SubscriberDispatcher(
-            subscriber, observer=self._observer, time_slice=self._time_slice
+            subscriber, observer=self._observer, time_slice=self._time_slice, tally=self._tally
         )
         self._dispatchers[name] = dispatcher
         self._rebuild_lanes()
@@ -228,10 +297,44 @@ class WorkerBus(abc.ABC):
         # WorkerBus.stamp, inlined: this is the hot path.
         message.id = new_id()
         message.sent_at = _now()
+        tally = self._tally
+        if tally is not None:
+            tally.published[message.__class__] += 1
+        sender = self._sender
+        if sender is not None:
+            try:
+                token = sender.on_send(self, message)
+            except Exception:
+                logger.exception("send observer hook %r raised; ignored", sender.on_send)
+                token = None
+            if token is not None:  # None: nothing to follow up (an untraced message)
+                await self._send_observed(message, sender, token)
+                return
         if isinstance(message, BusLocalMessage):
             self.on_message_received(message)
         else:
             await self.publish(message)
+
+    async def _send_observed(
+        self, message: BusMessage, sender: SendObserver, token: object
+    ) -> None:
+        """Publish, then call the send observer's end hook (the slower, traced path)."""
+        try:
+            if isinstance(message, BusLocalMessage):
+                self.on_message_received(message)
+            else:
+                await self.publish(message)
+        except BaseException as error:
+            self._send_ended(sender, token, error)
+            raise
+        self._send_ended(sender, token, None)
+
+    @staticmethod
+    def _send_ended(sender: SendObserver, token: object, error: BaseException | None) -> None:
+        try:
+            sender.on_send_end(token, error)
+        except Exception:
+            logger.exception("send observer hook %r raised; ignored", sender.on_send_end)
 
     def stamp(self, message: BusMessage) -> None:
         """Stamp the envelope metadata that :meth:`send` stamps, for a message made inside a bus.
@@ -268,7 +371,12 @@ class WorkerBus(abc.ABC):
         """
         if self._stopped:
             self._dropped += 1
+            if self._tally is not None:
+                self._tally.count_drop("bus_stopped")
             return
+        tally = self._tally
+        if tally is not None:
+            tally.received[message.__class__] += 1
         lanes = self._system_lanes if isinstance(message, BusSystemMessage) else self._data_lanes
         for lane in lanes:
             # SubscriberDispatcher.put, inlined: this runs once per message per subscriber.
@@ -285,6 +393,24 @@ class WorkerBus(abc.ABC):
         request it will not run unanswered instead of answering it ``cancelled``.
         """
         return False
+
+    def not_ready_reasons(self) -> list[str]:
+        """Say why the bus cannot serve now (empty when it can): for readiness probes.
+
+        Here: not started, or stopped. A network bus adds its connections and consumers.
+        """
+        if self._state is BusState.STARTED:
+            return []
+        return [f"bus {self._name!r} is {self._state.value}"]
+
+    async def pause_jobs(self) -> None:
+        """Stop taking new job requests, for a drain; every other message keeps flowing.
+
+        A no-op here: an in-process bus delivers job requests like any message, and a draining
+        worker answers them itself. :class:`~natsbus.bus.nats.NatsBus` stops pulling requests
+        from JetStream, so that another replica takes them.
+        """
+        return None  # deliberately nothing: see above
 
     def statistics(self) -> BusStatistics:
         """Return a snapshot of the bus: state, drops, and every subscriber's lanes."""

@@ -18,10 +18,13 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections import deque
+import weakref
+from bisect import bisect_left
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from time import perf_counter
+from time import time as _wall
 from typing import Any, Final, Protocol
 
 from natsbus.bus.subscriber import BusSubscriber
@@ -29,7 +32,11 @@ from natsbus.messages import BusMessage, BusSystemMessage
 
 __all__ = [
     "DEFAULT_TIME_SLICE",
+    "JOB_BUCKETS",
+    "TIMING_BUCKETS",
+    "BusTally",
     "DispatchObserver",
+    "DispatchTimings",
     "DispatcherStatistics",
     "Lane",
     "LaneQueue",
@@ -51,6 +58,20 @@ while a flooded lane drains, so the slice bounds latency per hop. A yield costs 
 1 ms (``bench/bus_local.py`` measures both).
 """
 
+TIMING_BUCKETS: Final = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+"""Upper bounds (seconds) of the dispatch latency and handler duration buckets: 100 us to 60 s.
+
+Prometheus's default buckets start at 5 ms, coarser than an in-process hop (tens of us)."""
+
+JOB_BUCKETS: Final = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+)  # fmt: skip
+"""Upper bounds (seconds) of the job duration buckets: 5 ms to one hour."""
+
 _NOTHING_URGENT: Final[deque[BusMessage]] = deque(maxlen=0)
 """Stands in for "the other lane" of the system lane: always empty, so never urgent."""
 
@@ -71,6 +92,11 @@ class DispatchObserver(Protocol):
     context variable set in :meth:`on_dispatch_start` (an OpenTelemetry context, say) is the
     handler's context. Dispatch latency is ``time.time() - message.sent_at`` at start. An
     exception raised by a hook is logged and does not disturb dispatch.
+
+    An observer may also have a class attribute ``observes_untraced_messages = False``: its
+    hooks are then called only for messages that carry a ``trace_context``, and the others take
+    the dispatcher's fast path (a tracing observer needs no more, and costs nothing on untraced
+    traffic). Without the attribute every message is observed.
     """
 
     def on_dispatch_start(self, subscriber: str, lane: Lane, message: BusMessage) -> object:
@@ -149,6 +175,84 @@ class DispatcherStatistics:
     dropped: int
 
 
+class DispatchTimings:
+    """Raw histograms of one message class on one lane: dispatch latency and handler duration.
+
+    ``latency[i]`` counts dispatches whose latency fell in bucket ``i`` of
+    :data:`TIMING_BUCKETS` (the last one is ``+Inf``), not cumulated; ``duration`` likewise.
+    """
+
+    __slots__ = ("duration", "duration_sum", "latency", "latency_sum")
+
+    def __init__(self) -> None:
+        self.latency = [0] * (len(TIMING_BUCKETS) + 1)
+        self.latency_sum = 0.0
+        self.duration = [0] * (len(TIMING_BUCKETS) + 1)
+        self.duration_sum = 0.0
+
+
+class BusTally:
+    """What the buses of one kind count for a metrics exporter, as plain ints and lists.
+
+    The buses and their dispatchers update it inline on their hot paths (a dict lookup and an
+    increment: no lock, no metric object), and an exporter reads it when it is scraped
+    (:class:`natsbus.observability.BusMetrics` does). Every count only grows: a bus that stops
+    or a subscriber that leaves takes nothing away. Not thread-safe: one event loop writes.
+
+    Args:
+        kind: The kind of the buses that share it (``"nats"``, ``"local"``), for the labels.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        # defaultdicts: ``table[cls] += 1`` is the cheapest count Python has.
+        self.system: defaultdict[type[BusMessage], DispatchTimings] = defaultdict(DispatchTimings)
+        """Dispatch timings of the system lanes, by message class."""
+        self.data: defaultdict[type[BusMessage], DispatchTimings] = defaultdict(DispatchTimings)
+        """Dispatch timings of the data lanes, by message class."""
+        self.published: defaultdict[type[BusMessage], int] = defaultdict(int)
+        """Messages accepted by ``send()``, by class."""
+        self.received: defaultdict[type[BusMessage], int] = defaultdict(int)
+        """Messages handed to the local subscribers' lanes (once per message), by class."""
+        self.handler_errors: dict[tuple[Lane, type[BusMessage]], int] = {}
+        self.dropped: dict[str, int] = {}
+        """Messages dropped by the bus or its dispatchers, by reason.
+
+        A transport counts its own drops (undecodable input, say) where it likes; an exporter
+        reads them from the bus itself."""
+        self.jobs: dict[tuple[str, str], int] = {}
+        """Job answers sent by the local workers, by (worker, status)."""
+        self.job_durations: dict[tuple[str, str], list[float]] = {}
+        """Job run times by (worker, status): counts per :data:`JOB_BUCKETS` bucket, then sum."""
+        self.buses: weakref.WeakSet[Any] = weakref.WeakSet()
+        """The live buses counting here (for scrape-time gauges: depths, connections)."""
+
+    def timings(self, lane: Lane, cls: type[BusMessage]) -> DispatchTimings:
+        """Return (making it on first use) the timings of one message class on one lane."""
+        return (self.system if lane is Lane.SYSTEM else self.data)[cls]
+
+    def count_drop(self, reason: str, count: int = 1) -> None:
+        """Count messages dropped for ``reason``."""
+        self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+    def count_handler_error(self, lane: Lane, cls: type[BusMessage]) -> None:
+        """Count a handler call that raised."""
+        key = (lane, cls)
+        self.handler_errors[key] = self.handler_errors.get(key, 0) + 1
+
+    def count_job(self, worker: str, status: str, duration: float | None) -> None:
+        """Count a job answer; ``duration`` is the handler's run time, None if it never ran."""
+        key = (worker, status)
+        self.jobs[key] = self.jobs.get(key, 0) + 1
+        if duration is None:
+            return
+        histogram = self.job_durations.get(key)
+        if histogram is None:
+            histogram = self.job_durations[key] = [0.0] * (len(JOB_BUCKETS) + 2)
+        histogram[bisect_left(JOB_BUCKETS, duration)] += 1
+        histogram[-1] += duration
+
+
 class LaneQueue:
     """One lane: a deque, the waiter its task parks on when empty, and counters.
 
@@ -187,6 +291,8 @@ class SubscriberDispatcher:
         observer: Hooks called around every handler call; None (the default) or a
             :class:`NoOpDispatchObserver` costs nothing.
         time_slice: Seconds a lane may hold the event loop before yielding to it.
+        tally: Where to count dispatch timings, handler errors and drops for metrics; None
+            (the default) counts nothing.
     """
 
     def __init__(
@@ -195,6 +301,7 @@ class SubscriberDispatcher:
         *,
         observer: DispatchObserver | None = None,
         time_slice: float = DEFAULT_TIME_SLICE,
+        tally: BusTally | None = None,
     ) -> None:
         if time_slice <= 0:
             raise ValueError(f"time_slice must be positive, got {time_slice!r}")
@@ -202,6 +309,8 @@ class SubscriberDispatcher:
         self._name = subscriber.name
         # Exactly the no-op class (not a subclass that overrides a hook) takes the fast path.
         self._observer = None if type(observer) is NoOpDispatchObserver else observer
+        self._observe_all: bool = getattr(observer, "observes_untraced_messages", True)
+        self._tally = tally
         self._time_slice = time_slice
         self._system = LaneQueue(Lane.SYSTEM)
         self._data = LaneQueue(Lane.DATA)
@@ -277,6 +386,8 @@ class SubscriberDispatcher:
         self._closed = True
         for lane in (self._system, self._data):
             self._dropped += len(lane.queue)
+            if self._tally is not None and lane.queue:
+                self._tally.count_drop("unhandled_at_stop", len(lane.queue))
             lane.queue.clear()
             lane.wake()  # a parked task wakes, finds the lane empty and closed, and returns
         if self._tasks:  # started, so there is a running loop to ask for the current task
@@ -304,8 +415,8 @@ class SubscriberDispatcher:
             self._dropped,
         )
 
-    async def _run(self, lane: LaneQueue, urgent: deque[BusMessage]) -> None:
-        """Handle the lane's messages one by one until cancelled.
+    async def _run(self, lane: LaneQueue, urgent: deque[BusMessage]) -> None:  # noqa: PLR0912, PLR0915
+        """Handle the lane's messages one by one until cancelled (one long loop, inlined for speed).
 
         Yields to the loop after a message when ``urgent`` (the system lane, for the data lane)
         has work, or when the time slice is used up. While a system handler is suspended with
@@ -317,12 +428,22 @@ class SubscriberDispatcher:
         popleft = queue.popleft
         handler = self._subscriber.on_bus_message
         observer = self._observer
+        observe_all = self._observe_all
+        tally = self._tally
+        # Metrics: the lane's timings by message class, or None when nothing is counted.
+        timings = (
+            None if tally is None else (tally.system if lane.kind is Lane.SYSTEM else tally.data)
+        )
+        bounds = TIMING_BUCKETS
         time_slice = self._time_slice
         sleep = asyncio.sleep
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
         deadline = perf_counter() + time_slice
+        # Wall time is perf_counter() + offset, re-measured every slice: one clock call per
+        # message then serves the latency, the handler's duration and the slice's deadline.
+        offset = _wall() - perf_counter() if timings is not None else 0.0
         while True:
             if not queue:
                 if self._closed:
@@ -331,9 +452,19 @@ class SubscriberDispatcher:
                 lane.waiter = waiter
                 await waiter
                 deadline = perf_counter() + time_slice
+                if timings is not None:
+                    offset = _wall() - perf_counter()
                 continue
             message = popleft()
-            if observer is None:
+            if timings is not None:
+                # Inline rather than through a hook: this runs once per message per subscriber.
+                started = perf_counter()
+                record = timings[message.__class__]
+                # Wall clocks: the sender's and ours; skew between hosts shows in it.
+                latency = started + offset - message.sent_at
+                record.latency[bisect_left(bounds, latency)] += 1
+                record.latency_sum += latency
+            if observer is None or not (observe_all or message.trace_context is not None):
                 # A subscriber's exception must not end its dispatch: the subscriber would
                 # silently stop receiving everything, cancels included. Log, count, go on.
                 try:
@@ -346,10 +477,17 @@ class SubscriberDispatcher:
                     self._failed(lane, message)  # the handler leaked a CancelledError
             else:
                 await self._handle_observed(lane, message, observer, task)
+            now = perf_counter()
+            if timings is not None:
+                duration = now - started
+                record.duration[bisect_left(bounds, duration)] += 1
+                record.duration_sum += duration
             lane.handled += 1
-            if urgent or perf_counter() >= deadline:
+            if urgent or now >= deadline:
                 await sleep(0)
                 deadline = perf_counter() + time_slice
+                if timings is not None:
+                    offset = _wall() - perf_counter()
 
     async def _handle_observed(
         self,
@@ -381,6 +519,8 @@ class SubscriberDispatcher:
     def _failed(self, lane: LaneQueue, message: BusMessage) -> None:
         """Log and count a handler that raised; called from inside the ``except`` block."""
         lane.failed += 1
+        if self._tally is not None:
+            self._tally.count_handler_error(lane.kind, message.__class__)
         logger.exception(
             "subscriber %r raised handling %s on the %s lane; dispatch continues",
             self._name,

@@ -54,6 +54,7 @@ class _RunningJob:
     cancel_reason: str | None = None
     cancel_message: BusJobCancelMessage | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    started: float = field(default_factory=time.perf_counter)
 
 
 class JobExecutor:
@@ -164,8 +165,11 @@ class JobExecutor:
     ) -> None:
         """Send a running job's one response (the handler's task ends on its own)."""
         request = self.request_of(job_id, "answer")
-        self._running[job_id].responded = True
-        await self._answer(request, status, response, urgent=urgent, quiet=False)
+        job = self._running[job_id]
+        job.responded = True
+        await self._answer(
+            request, status, response, urgent=urgent, quiet=False, started=job.started
+        )
 
     def drain(self) -> None:
         """Refuse new requests from now on; running jobs go on."""
@@ -249,7 +253,7 @@ class JobExecutor:
         try:
             if not job.responded:
                 job.responded = True
-                await self._answer(request, status, response)
+                await self._answer(request, status, response, started=job.started)
             elif status is JobStatus.COMPLETED and response is not None:
                 logger.warning(
                     "%s: job %r returned a value after answering; ignored",
@@ -285,7 +289,13 @@ class JobExecutor:
         *,
         urgent: bool = False,
         quiet: bool = True,
+        started: float | None = None,
     ) -> None:
+        tally = self._worker.bus.tally
+        if tally is not None:
+            # Every answer counts by status; a job that ran (``started``) also by duration.
+            duration = None if started is None else time.perf_counter() - started
+            tally.count_job(self._worker.name, status.value, duration)
         cls = BusJobResponseUrgentMessage if urgent else BusJobResponseMessage
         message: BusMessage = cls(
             request.job_id, status, response, source=self._worker.name, target=request.source

@@ -123,6 +123,11 @@ class WorkerRunner(BusSubscriber):
         return self._state
 
     @property
+    def draining(self) -> bool:
+        """Whether the runner is ending or cancelling its workers (not ready for new work)."""
+        return self._ending
+
+    @property
     def cancelled(self) -> bool:
         """Whether the runner was cancelled (SIGINT, ``BusCancelMessage``, :meth:`cancel`)."""
         return self._cancelled.is_set()
@@ -204,6 +209,9 @@ class WorkerRunner(BusSubscriber):
             return
         self._ending = True
         logger.info("%s: ending (%s)", self, reason)
+        # A network bus stops taking job requests here (another replica takes them); cancels
+        # and replies keep flowing to the jobs still running.
+        await self._bus.pause_jobs()
         for worker in self._roots():
             worker.executor.drain()  # at once: a request already queued must not start
             # Delivered on the local bus only: replicas of this worker elsewhere go on.
@@ -359,10 +367,7 @@ class WorkerRunner(BusSubscriber):
             if self._bus.state is BusState.STARTED:
                 await self._bus.unsubscribe(self)
             if owns_bus:
-                flush = getattr(self._bus, "flush", None)
-                if flush is not None:
-                    # Final answers must be stored before the bus releases unanswered jobs.
-                    await flush(timeout=5.0)
+                # stop() stores the final answers before it releases unanswered jobs.
                 await self._bus.stop()
         except Exception:
             logger.exception("%s: stopping the bus failed", self)

@@ -180,7 +180,8 @@ class NatsBus(WorkerBus):
         self._interest_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
         self.counters: Counter[str] = Counter()
-        """Events an operator cares about: ``dead_lettered``, ``duplicates``, ``dropped_*``."""
+        """Events an operator cares about: ``dead_lettered``, ``duplicates``, ``dropped_*``,
+        ``redelivered``, ``reconnects_system`` and ``reconnects_data``."""
         self._intake = JobIntake(
             ledger=self._ledger,
             decoder=self._decoder,

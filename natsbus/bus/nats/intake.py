@@ -42,7 +42,8 @@ class JobIntake:
         deliver: Hands a message to the local subscribers.
         answer_error: Answers a request with status ``error`` and a reason, then terminates
             its delivery: ``(request, reply_to, reason, delivery)``.
-        counters: Where ``duplicates``, ``dead_lettered`` and ``duplicate_job_ids`` are counted.
+        counters: Where ``duplicates``, ``dead_lettered``, ``duplicate_job_ids`` and
+            ``redelivered`` (requests delivered more than once) are counted.
         spawn: Runs a coroutine in the background (acknowledgements).
     """
 

@@ -1,0 +1,165 @@
+"""What metrics and tracing cost the buses: throughput with each turned on, in one run.
+
+Run: ``.venv/bin/python bench/overhead.py`` (``--quick`` for fewer messages).
+
+For AsyncQueueBus (one publisher, one subscriber, in-process) and NatsBus (a publishing bus
+and a subscribing bus in this process, on a nats-server started for the run), it prints
+data-message throughput with:
+
+1. metrics and tracing off;
+2. metrics on (``BusMetrics`` in a fresh registry, scraped once per round);
+3. metrics and tracing on: ``BusTracing`` on the OpenTelemetry SDK, batch span processor, an
+   exporter that drops everything; messages are sent outside any span, as a stream of data
+   is, so by default (``new_traces="jobs"``) they start no trace;
+4. (worst case, no target) the same with every message traced: ``new_traces="all"``, a
+   producer and a consumer span per message.
+
+Targets: metrics on costs <= 15% of throughput; metrics plus tracing <= 35%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from prometheus_client import CollectorRegistry, generate_latest
+
+from natsbus import AsyncQueueBus, BusMessage, BusSubscriber, BusTTSSpeakMessage, NatsBus
+from natsbus.observability import BusMetrics, BusTracing
+from natsbus.testing import NatsServer
+
+TEXT = "x" * 60
+
+
+class DropAll(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+class Counter(BusSubscriber):
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.count = 0
+        self.done = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        return "rx"
+
+    async def on_bus_message(self, message: BusMessage) -> None:
+        self.count += 1
+        if self.count == self.expected:
+            self.done.set()
+
+
+def configs() -> list[tuple[str, Callable[[], dict[str, Any]]]]:
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(DropAll(), max_queue_size=1 << 16))
+
+    def metrics() -> dict[str, Any]:
+        return {"metrics": BusMetrics(registry=CollectorRegistry())}
+
+    return [
+        ("off", dict),
+        ("metrics", metrics),
+        (
+            "metrics+tracing",
+            lambda: {**metrics(), "observer": BusTracing(tracer_provider=provider)},
+        ),
+        (
+            "every msg traced",
+            lambda: {
+                **metrics(),
+                "observer": BusTracing(tracer_provider=provider, new_traces="all"),
+            },
+        ),
+    ]
+
+
+async def local_round(n: int, options: dict[str, Any]) -> float:
+    counter = Counter(n)
+    messages = [BusTTSSpeakMessage(TEXT, source="tx", target="rx") for _ in range(n)]
+    async with AsyncQueueBus(**options) as bus:
+        await bus.subscribe(counter)
+        gc.collect()
+        start = time.perf_counter()
+        for message in messages:
+            await bus.send(message)
+        await asyncio.wait_for(counter.done.wait(), 120)
+        elapsed = time.perf_counter() - start
+        scrape(options)
+    return n / elapsed
+
+
+async def nats_round(url: str, n: int, options: dict[str, Any]) -> float:
+    channel = f"overhead-{uuid.uuid4().hex[:8]}"
+    counter = Counter(n)
+    receiver = NatsBus(servers=url, channel=channel, **options)
+    sender = NatsBus(servers=url, channel=channel, **options)
+    await receiver.subscribe(counter)
+    async with receiver, sender:
+        gc.collect()
+        start = time.perf_counter()
+        for _ in range(n):
+            await sender.send(BusTTSSpeakMessage(TEXT, source="tx", target="rx"))
+        await asyncio.wait_for(counter.done.wait(), 120)
+        elapsed = time.perf_counter() - start
+        scrape(options)
+    return n / elapsed
+
+
+def scrape(options: dict[str, Any]) -> None:
+    metrics = options.get("metrics")
+    if metrics is not None:
+        assert b"natsbus_dispatch_latency_seconds_count" in generate_latest(metrics.registry)
+
+
+async def measure(label: str, rounds: int, run: Callable[[dict[str, Any]], Any]) -> None:
+    print(f"{label}")
+    results: dict[str, list[float]] = {}
+    # Interleave the configurations round by round, so that drift hits them alike.
+    for _ in range(rounds):
+        for name, make in configs():
+            results.setdefault(name, []).append(await run(make()))
+    base = statistics.median(results["off"])
+    for name, rates in results.items():
+        rate = statistics.median(rates)
+        cost = 1 - rate / base
+        target = {"metrics": 0.15, "metrics+tracing": 0.35}.get(name)
+        verdict = (
+            ""
+            if target is None
+            else ("  OK" if cost <= target else "  MISSED") + f" (<= {target:.0%})"
+        )
+        print(f"  {name:<18} {rate:>10,.0f} msg/s  cost {cost:>6.1%}{verdict}")
+
+
+async def main(quick: bool) -> None:
+    rounds = 3
+    local_n = 50_000 if quick else 200_000
+    nats_n = 10_000 if quick else 40_000
+    await measure(
+        f"AsyncQueueBus, {local_n:,} messages, median of {rounds}",
+        rounds,
+        lambda options: local_round(local_n, options),
+    )
+    async with NatsServer() as server:
+        await measure(
+            f"NatsBus (both buses in this process), {nats_n:,} messages, median of {rounds}",
+            rounds,
+            lambda options: nats_round(server.url, nats_n, options),
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer messages")
+    asyncio.run(main(parser.parse_args().quick))

@@ -1,0 +1,439 @@
+"""Prometheus metrics for natsbus buses and workers.
+
+The buses do not call ``prometheus_client`` on their hot paths: they count into a plain
+:class:`~natsbus.bus.dispatch.BusTally` (a dict lookup and an increment per message), and
+:class:`BusMetrics`, a ``prometheus_client`` collector, turns the tallies into metric families
+when the registry is scraped. That keeps a bus with metrics on within a few per cent of one
+without (``bench/overhead.py`` measures it).
+
+Typical use::
+
+    metrics = BusMetrics()  # registers in prometheus_client's default REGISTRY
+    bus = NatsBus(servers=url, metrics=metrics)
+
+    registry = CollectorRegistry()  # or a registry of your own, in tests say
+    bus = AsyncQueueBus(metrics=BusMetrics(registry=registry))
+
+Every exported name is in :data:`METRIC_NAMES`; ``docs/observability.md`` lists them with their
+labels. Label values come from closed sets (bus kinds, lanes, message classes, reasons, job
+statuses) except worker and subscriber names, which are as bounded as the workers a process
+hosts; pass ``worker_labels=False`` when they are not (per-session child workers, say).
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import REGISTRY, CollectorRegistry
+
+from natsbus.bus.base import WorkerBus
+from natsbus.bus.dispatch import JOB_BUCKETS, TIMING_BUCKETS, BusTally, Lane
+from natsbus.messages import BusMessage, BusSystemMessage
+
+__all__ = ["METRIC_NAMES", "BusMetrics"]
+
+logger = logging.getLogger(__name__)
+
+DISPATCH_LATENCY: Final = "natsbus_dispatch_latency_seconds"
+HANDLER_DURATION: Final = "natsbus_handler_duration_seconds"
+HANDLER_ERRORS: Final = "natsbus_handler_errors_total"
+PUBLISHED: Final = "natsbus_messages_published_total"
+RECEIVED: Final = "natsbus_messages_received_total"
+DROPPED: Final = "natsbus_messages_dropped_total"
+DECODE_ERRORS: Final = "natsbus_decode_errors_total"
+QUEUE_DEPTH: Final = "natsbus_subscriber_queue_depth"
+JOBS: Final = "natsbus_jobs_total"
+JOB_DURATION: Final = "natsbus_job_duration_seconds"
+REDELIVERIES: Final = "natsbus_job_redeliveries_total"
+DEAD_LETTERED: Final = "natsbus_jobs_dead_lettered_total"
+CONNECTION_UP: Final = "natsbus_connection_up"
+RECONNECTS: Final = "natsbus_reconnects_total"
+CONSUMER_PENDING: Final = "natsbus_jetstream_consumer_pending_messages"
+CONSUMER_ACK_PENDING: Final = "natsbus_jetstream_consumer_ack_pending_messages"
+
+METRIC_NAMES: Final = frozenset(
+    {
+        DISPATCH_LATENCY,
+        HANDLER_DURATION,
+        HANDLER_ERRORS,
+        PUBLISHED,
+        RECEIVED,
+        DROPPED,
+        DECODE_ERRORS,
+        QUEUE_DEPTH,
+        JOBS,
+        JOB_DURATION,
+        REDELIVERIES,
+        DEAD_LETTERED,
+        CONNECTION_UP,
+        RECONNECTS,
+        CONSUMER_PENDING,
+        CONSUMER_ACK_PENDING,
+    }
+)
+"""Every metric name natsbus exports, as written in queries (counters with ``_total``)."""
+
+_ALL: Final = "all"
+"""The value of a worker or subscriber label when ``worker_labels=False``."""
+
+# Counter names of NatsBus.counters, and the label values they are exported under.
+_NATS_DROPS: Final = {"dropped_disconnected": "disconnected", "duplicates": "duplicate"}
+_NATS_RECONNECTS: Final = {"reconnects_system": "system", "reconnects_data": "data"}
+
+_LATENCY_BOUNDS: Final = [*(repr(b) for b in TIMING_BUCKETS), "+Inf"]
+_JOB_BOUNDS: Final = [*(repr(b) for b in JOB_BUCKETS), "+Inf"]
+
+
+def _lane_of(cls: type[BusMessage]) -> str:
+    return Lane.SYSTEM.value if issubclass(cls, BusSystemMessage) else Lane.DATA.value
+
+
+def _cumulative(bounds: list[str], counts: Sequence[float]) -> list[tuple[str, float]]:
+    total = 0.0
+    buckets = []
+    for bound, count in zip(bounds, counts, strict=False):
+        total += count
+        buckets.append((bound, total))
+    return buckets
+
+
+class BusMetrics:
+    """The natsbus metrics of one registry: give it to buses with ``metrics=``.
+
+    One instance serves every bus of a process (buses of one kind share a tally, so their
+    series add up), and it registers itself once, as a ``prometheus_client`` collector.
+
+    JetStream consumer gauges need a request to the server: :meth:`refresh` asks (the HTTP
+    endpoint of :mod:`natsbus.observability.http` calls it before every scrape); until then
+    they are absent.
+
+    Args:
+        registry: Where to register; prometheus_client's default ``REGISTRY`` unless given,
+            None to register nowhere (call ``registry.register(metrics)`` yourself).
+        worker_labels: Label queue depths and job metrics by worker name. Turn it off when a
+            process makes workers with unbounded names (one per session, say): every such
+            label then reads ``all``.
+        consumer_timeout: Seconds :meth:`refresh` waits for each consumer's numbers.
+
+    Raises:
+        ValueError: The registry already holds natsbus metrics (one BusMetrics per registry).
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: CollectorRegistry | None = REGISTRY,
+        worker_labels: bool = True,
+        consumer_timeout: float = 1.0,
+    ) -> None:
+        self._worker_labels = worker_labels
+        self._consumer_timeout = consumer_timeout
+        self._tallies: dict[str, BusTally] = {}
+        # NatsBus counters of buses that are gone, so that their counts never go down.
+        self._retired: Counter[tuple[str, str, str]] = Counter()
+        self._watched: weakref.WeakSet[WorkerBus] = weakref.WeakSet()
+        self._consumers: weakref.WeakKeyDictionary[WorkerBus, list[Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._registry = registry
+        if registry is not None:
+            registry.register(self)
+
+    @property
+    def registry(self) -> CollectorRegistry | None:
+        """The registry these metrics are registered in."""
+        return self._registry
+
+    def tally_for(self, bus: WorkerBus) -> BusTally:
+        """Return the tally ``bus`` counts into: one per kind of bus (``bus.kind``).
+
+        Args:
+            bus: The bus being made.
+        """
+        tally = self._tallies.get(bus.kind)
+        if tally is None:
+            tally = self._tallies[bus.kind] = BusTally(bus.kind)
+        return tally
+
+    async def refresh(self) -> None:
+        """Ask the server for the pending counts of every live NatsBus's consumers."""
+        for bus in self._buses():
+            statistics = getattr(bus, "consumer_statistics", None)
+            if statistics is None:
+                continue
+            try:
+                self._consumers[bus] = await statistics(timeout=self._consumer_timeout)
+            except Exception:  # away: keep what we had
+                logger.debug("consumer statistics of %r failed", bus, exc_info=True)
+
+    # --- the prometheus_client Collector protocol ---------------------------------------------
+
+    def describe(self) -> Iterable[Metric]:
+        """The metric families, without samples (for the registry's duplicate check)."""
+        return list(self._families().values())
+
+    def collect(self) -> Iterable[Metric]:
+        """Build every metric family from the tallies and the live buses (at scrape time)."""
+        families = self._families()
+        try:
+            self._fill(families)
+        except RuntimeError:
+            # Scraped from another thread while the loop changed a dict under us: the next
+            # scrape will do. (The natsbus HTTP endpoint scrapes on the loop itself.)
+            logger.debug("natsbus metrics changed during collection", exc_info=True)
+        return list(families.values())
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _buses(self) -> list[WorkerBus]:
+        return [bus for tally in list(self._tallies.values()) for bus in list(tally.buses)]
+
+    def _worker(self, name: str) -> str:
+        return name if self._worker_labels else _ALL
+
+    def _families(self) -> dict[str, Metric]:
+        histogram = HistogramMetricFamily
+        return {
+            DISPATCH_LATENCY: histogram(
+                DISPATCH_LATENCY,
+                "Time from send() to the start of the handler, per dispatch (wall clocks).",
+                labels=("bus", "lane", "type"),
+            ),
+            HANDLER_DURATION: histogram(
+                HANDLER_DURATION,
+                "Run time of subscriber handlers (on_bus_message).",
+                labels=("bus", "lane", "type"),
+            ),
+            HANDLER_ERRORS: CounterMetricFamily(
+                HANDLER_ERRORS,
+                "Handler calls that raised (dispatch goes on).",
+                labels=("bus", "lane", "type"),
+            ),
+            PUBLISHED: CounterMetricFamily(
+                PUBLISHED, "Messages accepted by send().", labels=("bus", "lane", "type")
+            ),
+            RECEIVED: CounterMetricFamily(
+                RECEIVED,
+                "Messages handed to the local subscribers (once per message).",
+                labels=("bus", "lane", "type"),
+            ),
+            DROPPED: CounterMetricFamily(
+                DROPPED, "Messages dropped, by reason.", labels=("bus", "reason")
+            ),
+            DECODE_ERRORS: CounterMetricFamily(
+                DECODE_ERRORS,
+                "Inbound messages that did not decode (each also dropped).",
+                labels=("bus", "reason"),
+            ),
+            QUEUE_DEPTH: GaugeMetricFamily(
+                QUEUE_DEPTH,
+                "Messages waiting in a subscriber's lane.",
+                labels=("bus", "subscriber", "lane"),
+            ),
+            JOBS: CounterMetricFamily(
+                JOBS, "Job answers sent by the local workers.", labels=("worker", "status")
+            ),
+            JOB_DURATION: histogram(
+                JOB_DURATION,
+                "Run time of jobs, from the handler's start to the answer.",
+                labels=("worker", "status"),
+            ),
+            REDELIVERIES: CounterMetricFamily(
+                REDELIVERIES,
+                "Job requests delivered again after another taker died or released them.",
+                labels=("bus",),
+            ),
+            DEAD_LETTERED: CounterMetricFamily(
+                DEAD_LETTERED,
+                "Job requests answered 'error' after too many deliveries.",
+                labels=("bus",),
+            ),
+            CONNECTION_UP: GaugeMetricFamily(
+                CONNECTION_UP,
+                "1 while a bus connection to NATS is up, else 0.",
+                labels=("bus", "connection"),
+            ),
+            RECONNECTS: CounterMetricFamily(
+                RECONNECTS, "Reconnections to NATS.", labels=("bus", "connection")
+            ),
+            CONSUMER_PENDING: GaugeMetricFamily(
+                CONSUMER_PENDING,
+                "Messages stored for a JetStream consumer and not yet delivered.",
+                labels=("role", "worker", "lane"),
+            ),
+            CONSUMER_ACK_PENDING: GaugeMetricFamily(
+                CONSUMER_ACK_PENDING,
+                "Messages delivered by a JetStream consumer and not yet acknowledged.",
+                labels=("role", "worker", "lane"),
+            ),
+        }
+
+    def _fill(self, families: Mapping[str, Any]) -> None:
+        jobs: Counter[tuple[str, str]] = Counter()
+        job_durations: dict[tuple[str, str], list[float]] = {}
+        for kind, tally in list(self._tallies.items()):
+            self._fill_dispatch(families, kind, tally)
+            for key, count in list(tally.jobs.items()):
+                worker_key = (self._worker(key[0]), key[1])
+                jobs[worker_key] += count
+            for key, histogram in list(tally.job_durations.items()):
+                worker_key = (self._worker(key[0]), key[1])
+                merged = job_durations.setdefault(worker_key, [0.0] * len(histogram))
+                for i, value in enumerate(histogram):
+                    merged[i] += value
+        for (worker, status), count in sorted(jobs.items()):
+            families[JOBS].add_metric((worker, status), count)
+        for (worker, status), histogram in sorted(job_durations.items()):
+            buckets = _cumulative(_JOB_BOUNDS, histogram[:-1])
+            families[JOB_DURATION].add_metric((worker, status), buckets, histogram[-1])
+        self._fill_buses(families)
+
+    def _fill_dispatch(self, families: Mapping[str, Any], kind: str, tally: BusTally) -> None:
+        for lane, table in ((Lane.SYSTEM.value, tally.system), (Lane.DATA.value, tally.data)):
+            # Two classes of one name (from two modules) share a series: add them up.
+            merged: dict[str, list[float]] = {}
+            for cls, timings in list(table.items()):
+                row = [
+                    *timings.latency,
+                    timings.latency_sum,
+                    *timings.duration,
+                    timings.duration_sum,
+                ]
+                total = merged.get(cls.__name__)
+                merged[cls.__name__] = (
+                    row if total is None else [a + b for a, b in zip(total, row, strict=True)]
+                )
+            width = len(TIMING_BUCKETS) + 1
+            for name, row in sorted(merged.items()):
+                labels = (kind, lane, name)
+                families[DISPATCH_LATENCY].add_metric(
+                    labels, _cumulative(_LATENCY_BOUNDS, row[:width]), row[width]
+                )
+                families[HANDLER_DURATION].add_metric(
+                    labels, _cumulative(_LATENCY_BOUNDS, row[width + 1 : -1]), row[-1]
+                )
+        for family, classes in ((PUBLISHED, tally.published), (RECEIVED, tally.received)):
+            counts: Counter[tuple[str, str, str]] = Counter()
+            for cls, count in list(classes.items()):
+                counts[(kind, _lane_of(cls), cls.__name__)] += count
+            self._add_all(families[family], counts)
+        errors: Counter[tuple[str, str, str]] = Counter()
+        for (lane_kind, cls), count in list(tally.handler_errors.items()):
+            errors[(kind, lane_kind.value, cls.__name__)] += count
+        self._add_all(families[HANDLER_ERRORS], errors)
+
+    def _fill_buses(self, families: Mapping[str, Any]) -> None:
+        drops: Counter[tuple[str, str]] = Counter()
+        for kind, tally in list(self._tallies.items()):
+            for reason, count in list(tally.dropped.items()):
+                drops[(kind, reason)] += count
+        # What NatsBus counts itself (bus.counters, bus.dropped), live buses and gone ones.
+        counts: Counter[tuple[str, str]] = Counter()
+        decode_errors: Counter[tuple[str, str]] = Counter()
+        for (kind, source, name), count in self._retired.items():
+            (decode_errors if source == "dropped" else counts)[(kind, name)] += count
+        depths: Counter[tuple[str, str, str]] = Counter()
+        connections: dict[tuple[str, str], float] = {}
+        for bus in self._buses():
+            self._watch(bus)
+            self._read_bus(bus, depths, connections, counts, decode_errors)
+        drops.update(decode_errors)
+        for (kind, name), count in counts.items():
+            if name in _NATS_DROPS:
+                drops[(kind, _NATS_DROPS[name])] += count
+        reconnects: Counter[tuple[str, str]] = Counter()
+        events: dict[str, Counter[tuple[str]]] = {
+            "redelivered": Counter(),
+            "dead_lettered": Counter(),
+        }
+        for kind in {kind for kind, _ in connections}:
+            # Present from the start, so that rate() and increase() see the first event.
+            for connection in _NATS_RECONNECTS.values():
+                reconnects[(kind, connection)] += 0
+            for table in events.values():
+                table[(kind,)] += 0
+        for (kind, name), count in counts.items():
+            if name in _NATS_RECONNECTS:
+                reconnects[(kind, _NATS_RECONNECTS[name])] += count
+            elif name in events:
+                events[name][(kind,)] += count
+        self._add_all(families[DROPPED], drops)
+        self._add_all(families[DECODE_ERRORS], decode_errors)
+        self._add_all(families[QUEUE_DEPTH], depths)
+        self._add_all(families[CONNECTION_UP], connections)
+        self._add_all(families[RECONNECTS], reconnects)
+        self._add_all(families[REDELIVERIES], events["redelivered"])
+        self._add_all(families[DEAD_LETTERED], events["dead_lettered"])
+        self._fill_consumers(families)
+
+    def _read_bus(
+        self,
+        bus: WorkerBus,
+        depths: Counter[tuple[str, str, str]],
+        connections: dict[tuple[str, str], float],
+        counts: Counter[tuple[str, str]],
+        decode_errors: Counter[tuple[str, str]],
+    ) -> None:
+        kind = bus.kind
+        for name, statistics in bus.statistics().subscribers.items():
+            subscriber = self._worker(name)
+            depths[(kind, subscriber, Lane.SYSTEM.value)] += statistics.system.queued
+            depths[(kind, subscriber, Lane.DATA.value)] += statistics.data.queued
+        own_counts: Mapping[str, int] = getattr(bus, "counters", None) or {}
+        for name, count in list(own_counts.items()):
+            counts[(kind, name)] += count
+        own_drops: Mapping[str, int] = getattr(bus, "dropped", None) or {}
+        for reason, count in list(own_drops.items()):
+            decode_errors[(kind, reason)] += count
+        state = getattr(bus, "connections", None)
+        for connection, up in (state() if state is not None else {}).items():
+            key = (kind, connection)
+            connections[key] = min(connections.get(key, 1.0), 1.0 if up else 0.0)
+
+    def _fill_consumers(self, families: Mapping[str, Any]) -> None:
+        # The job-request consumer is shared by every bus hosting the worker: the buses of one
+        # process see the same numbers, so keep the largest rather than add them up.
+        consumers: dict[tuple[str, str, str], tuple[int, int]] = {}
+        for bus in self._buses():
+            for entry in self._consumers.get(bus, ()):
+                worker = self._worker(entry.worker) if entry.worker else ""
+                key = (entry.role, worker, entry.lane)
+                pending, ack_pending = consumers.get(key, (0, 0))
+                consumers[key] = (max(pending, entry.pending), max(ack_pending, entry.ack_pending))
+        for key, (pending, ack_pending) in sorted(consumers.items()):
+            families[CONSUMER_PENDING].add_metric(key, pending)
+            families[CONSUMER_ACK_PENDING].add_metric(key, ack_pending)
+
+    @staticmethod
+    def _add_all(family: Any, values: Mapping[Any, float]) -> None:
+        for labels, value in sorted(values.items()):
+            family.add_metric(labels, value)
+
+    def _watch(self, bus: WorkerBus) -> None:
+        """Keep a NatsBus's own counts once it is gone, so that no counter goes down."""
+        if bus in self._watched:
+            return
+        counters: Counter[str] | None = getattr(bus, "counters", None)
+        dropped: Counter[str] | None = getattr(bus, "dropped", None)
+        if counters is None and dropped is None:
+            return
+        self._watched.add(bus)
+        weakref.finalize(bus, self._retire, bus.kind, counters, dropped)
+
+    def _retire(
+        self, kind: str, counters: Counter[str] | None, dropped: Counter[str] | None
+    ) -> None:
+        for name, count in (counters or {}).items():
+            self._retired[(kind, "counters", name)] += count
+        for reason, count in (dropped or {}).items():
+            self._retired[(kind, "dropped", reason)] += count

@@ -1,0 +1,272 @@
+"""OpenTelemetry tracing for natsbus: a producer span per send, a consumer span per dispatch.
+
+Only the OpenTelemetry *API* is used here. Without an SDK (no ``TracerProvider`` set) the API
+is a no-op: spans cost what the API's no-op costs, and a trace context that arrives is still
+passed on, so a process that does not export keeps a trace whole.
+
+How one job becomes one trace across processes:
+
+1. ``send()`` of a message starts a PRODUCER span, a child of the current span, and writes its
+   W3C trace context (``traceparent``, ``tracestate``) into ``message.trace_context``, which
+   the codec carries in the envelope; a NatsBus also puts it in the NATS headers.
+2. The receiving bus's dispatcher starts a CONSUMER span whose parent is that context, and
+   makes it current while the subscriber's handler runs. A job handler runs in a task made
+   from that context, so the updates and the response it sends are children of it, and so
+   are the requester's consumer spans of those.
+
+Which sends start a *new* trace when no span is current is a choice (``new_traces``): by
+default only job requests do, so that a job is a trace from its requester on, while a stream
+of data messages sent outside any span does not make a trace per message. Messages sent
+inside a span (any handler of a traced message, or code of yours in a span) are always traced.
+
+Spans follow the OpenTelemetry messaging conventions: ``messaging.system`` is ``nats`` on a
+NatsBus (``natsbus`` in-process), ``messaging.operation.type`` is ``send`` or ``process``,
+``messaging.destination.name`` the NATS subject (the target worker in-process), and
+``messaging.message.id`` the envelope id. Span names are ``send <MessageClass>`` and
+``process <MessageClass>``: the subject holds worker names, too many for span names.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Final, Literal
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.propagators.textmap import Getter, Setter
+from opentelemetry.semconv._incubating.attributes import messaging_attributes as messaging
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, TracerProvider
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import AttributeValue
+
+from natsbus.bus.base import WorkerBus
+from natsbus.bus.dispatch import Lane
+from natsbus.messages import (
+    BusJobCancelMessage,
+    BusJobRequestMessage,
+    BusJobUpdateRequestMessage,
+    BusMessage,
+    BusSystemMessage,
+    is_job_message,
+)
+
+__all__ = ["BusTracer", "BusTracing", "HeadersGetter", "HeadersSetter", "NewTraces"]
+
+logger = logging.getLogger(__name__)
+
+NewTraces = Literal["jobs", "all", "none"]
+"""Which sends may start a new trace when no span is current."""
+
+_PROPAGATOR: Final = TraceContextTextMapPropagator()
+_SEND: Final = messaging.MessagingOperationTypeValues.SEND.value
+_PROCESS: Final = messaging.MessagingOperationTypeValues.PROCESS.value
+_TO_WORKER: Final = (BusJobRequestMessage, BusJobCancelMessage, BusJobUpdateRequestMessage)
+_BROADCAST: Final = "(broadcast)"
+
+
+class HeadersSetter(Setter[MutableMapping[str, str]]):
+    """Writes trace context into a ``dict[str, str]``: NATS headers or the envelope's field."""
+
+    def set(self, carrier: MutableMapping[str, str], key: str, value: str) -> None:
+        """Set one header."""
+        carrier[key] = value
+
+
+class HeadersGetter(Getter[Mapping[str, str]]):
+    """Reads trace context from a ``dict[str, str]``: NATS headers or the envelope's field."""
+
+    def get(self, carrier: Mapping[str, str], key: str) -> list[str] | None:
+        """Return the header's value as a one-item list, or None."""
+        value = carrier.get(key)
+        return None if value is None else [value]
+
+    def keys(self, carrier: Mapping[str, str]) -> list[str]:
+        """Return every header name."""
+        return list(carrier)
+
+
+HEADERS_SETTER: Final = HeadersSetter()
+HEADERS_GETTER: Final = HeadersGetter()
+
+
+class BusTracing:
+    """Tracing for buses: give it to a bus as ``observer=`` (it makes one tracer per bus).
+
+    Example::
+
+        tracing = BusTracing()  # the global TracerProvider, set by your SDK set-up
+        bus = NatsBus(servers=url, observer=tracing)
+
+    Args:
+        tracer_provider: Where spans go; the global one (``opentelemetry.trace``) if None.
+        new_traces: Which sends may start a trace when no span is current: ``"jobs"`` (job
+            requests, the default), ``"all"`` (every message) or ``"none"``.
+    """
+
+    def __init__(
+        self, *, tracer_provider: TracerProvider | None = None, new_traces: NewTraces = "jobs"
+    ) -> None:
+        if new_traces not in ("jobs", "all", "none"):
+            raise ValueError(f"new_traces must be 'jobs', 'all' or 'none', got {new_traces!r}")
+        from natsbus import __version__  # noqa: PLC0415  (natsbus imports this package lazily)
+
+        self._tracer = trace.get_tracer("natsbus", __version__, tracer_provider=tracer_provider)
+        self._new_traces: NewTraces = new_traces
+
+    def observer_for(self, bus: WorkerBus) -> BusTracer:
+        """Return the tracer for one bus (called by the bus when it is made).
+
+        Args:
+            bus: The bus.
+        """
+        return BusTracer(self._tracer, bus, new_traces=self._new_traces)
+
+
+class BusTracer:
+    """The producer and consumer spans of one bus (made by :class:`BusTracing`).
+
+    It is a :class:`~natsbus.bus.DispatchObserver` that observes only messages that carry a
+    trace context, and a :class:`~natsbus.bus.base.SendObserver`.
+
+    Args:
+        tracer: The OpenTelemetry tracer.
+        bus: The bus it traces.
+        new_traces: Which sends may start a trace when no span is current.
+    """
+
+    observes_untraced_messages: Final = False
+    """Untraced messages take the dispatcher's fast path: no hook is called for them."""
+
+    def __init__(self, tracer: Tracer, bus: WorkerBus, *, new_traces: NewTraces) -> None:
+        self._tracer = tracer
+        self._bus = bus
+        self._new_traces = new_traces
+        self._system = "nats" if bus.kind == "nats" else "natsbus"
+        self._client_id = bus.name
+
+    # --- producer -------------------------------------------------------------------------------
+
+    def on_send(self, bus: WorkerBus, message: BusMessage) -> object:
+        """Start the producer span and write its context into ``message.trace_context``."""
+        parent = otel_context.get_current()
+        may_start = self._new_traces == "all" or (
+            self._new_traces == "jobs" and isinstance(message, BusJobRequestMessage)
+        )
+        if not may_start and not trace.get_current_span(parent).get_span_context().is_valid:
+            return None  # nothing to follow, and not a message that starts a trace
+        span = self._tracer.start_span(
+            f"send {type(message).__name__}",
+            context=parent,
+            kind=SpanKind.PRODUCER,
+            attributes=self._attributes(message, _SEND),
+        )
+        if span.get_span_context().is_valid:
+            carrier: dict[str, str] = {}
+            _PROPAGATOR.inject(carrier, trace.set_span_in_context(span, parent), HEADERS_SETTER)
+            message.trace_context = carrier
+        return span
+
+    def on_send_end(self, token: object, error: BaseException | None) -> None:
+        """End the producer span, marking it failed if the publish raised."""
+        if not isinstance(token, trace.Span):
+            return
+        if error is not None:
+            token.record_exception(error)
+            token.set_status(Status(StatusCode.ERROR, type(error).__name__))
+        token.end()
+
+    # --- consumer -------------------------------------------------------------------------------
+
+    def on_dispatch_start(self, subscriber: str, lane: Lane, message: BusMessage) -> object:
+        """Start the consumer span under the sender's context and make it current.
+
+        Only for the subscriber the message is for (its target, or every one for a
+        broadcast): every subscriber of a bus sees every message, and the others ignore it.
+        """
+        carrier = message.trace_context
+        if not carrier or (message.target is not None and message.target != subscriber):
+            return None
+        parent = _PROPAGATOR.extract(carrier, getter=HEADERS_GETTER)
+        attributes = self._attributes(message, _PROCESS)
+        attributes[messaging.MESSAGING_CONSUMER_GROUP_NAME] = subscriber
+        span = self._tracer.start_span(
+            f"process {type(message).__name__}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+        )
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        return span, token
+
+    def on_dispatch_error(
+        self, token: object, subscriber: str, lane: Lane, message: BusMessage, error: BaseException
+    ) -> None:
+        """Mark the consumer span failed."""
+        if isinstance(token, tuple):
+            span: trace.Span = token[0]
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+
+    def on_dispatch_end(
+        self, token: object, subscriber: str, lane: Lane, message: BusMessage, duration: float
+    ) -> None:
+        """Restore the lane's context and end the consumer span."""
+        if isinstance(token, tuple):
+            span, attached = token
+            otel_context.detach(attached)
+            span.end()
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _attributes(self, message: BusMessage, operation: str) -> dict[str, AttributeValue]:
+        attributes: dict[str, AttributeValue] = {
+            messaging.MESSAGING_SYSTEM: self._system,
+            messaging.MESSAGING_OPERATION_TYPE: operation,
+            messaging.MESSAGING_OPERATION_NAME: operation,
+            messaging.MESSAGING_DESTINATION_NAME: self._destination(message),
+            messaging.MESSAGING_MESSAGE_ID: message.id,
+            messaging.MESSAGING_CLIENT_ID: self._client_id,
+            "natsbus.message.type": type(message).__name__,
+            "natsbus.lane": "system" if isinstance(message, BusSystemMessage) else "data",
+            "natsbus.source": message.source,
+        }
+        if message.target is not None:
+            attributes["natsbus.target"] = message.target
+        job_id = getattr(message, "job_id", None)
+        if isinstance(job_id, str):
+            attributes["natsbus.job.id"] = job_id
+        return attributes
+
+    def _destination(self, message: BusMessage) -> str:
+        """The NATS subject a message goes to, or its target on an in-process bus."""
+        layout = getattr(self._bus, "layout", None)
+        target = message.target
+        if layout is None:
+            return target if target is not None else _BROADCAST
+        lane = "sys" if isinstance(message, BusSystemMessage) else "data"
+        if is_job_message(message):
+            if isinstance(message, BusJobRequestMessage) and target is not None:
+                return str(layout.job_requests(target))
+            if isinstance(message, _TO_WORKER) and target is not None:
+                return str(layout.job_control(target))
+            return f"{layout.root}.job.rsp.*.{lane}"  # the asking instance's, chosen later
+        if target is None:
+            return str(layout.broadcast(lane))
+        return str(layout.targeted(lane, target))
+
+
+def trace_context_of(headers: Mapping[str, str] | None) -> dict[str, str] | None:
+    """Pick the W3C trace context out of NATS headers (for tools that read raw messages).
+
+    Args:
+        headers: A NATS message's headers.
+
+    Returns:
+        ``traceparent`` and ``tracestate`` if present, else None.
+    """
+    if not headers:
+        return None
+    fields: Iterable[str] = _PROPAGATOR.fields
+    found = {key: headers[key] for key in fields if key in headers}
+    return found or None

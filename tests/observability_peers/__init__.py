@@ -1,0 +1,1 @@
+"""Child-process programs for the observability tests."""

@@ -1,0 +1,53 @@
+"""``natsbus run``'s NATS options: secrets from the environment, files and TLS by path."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from natsbus._cli_nats import add_nats_arguments, nats_options
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nats-url", action="append", default=[])
+    add_nats_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_secrets_come_from_the_environment() -> None:
+    args = parse("--nats-url", "nats://a:4222", "--nats-url", "nats://b:4222")
+    environ = {"NATSBUS_NATS_USER": "alice", "NATSBUS_NATS_PASSWORD": "s3cret"}
+    connect, jetstream = nats_options(args, name="w", environ=environ)
+    assert connect.servers == ("nats://a:4222", "nats://b:4222")
+    assert (connect.user, connect.password, connect.token) == ("alice", "s3cret", None)
+    assert connect.name == "w"
+    assert jetstream.replicas == 1
+
+
+def test_files_tls_and_replicas() -> None:
+    args = parse(
+        "--nats-url", "tls://n:4222", "--nats-creds", "/s/u.creds", "--tls-ca", "/t/ca.pem",
+        "--tls-cert", "/t/c.pem", "--tls-key", "/t/c.key", "--tls-hostname", "nats",
+        "--stream-replicas", "3",
+    )  # fmt: skip
+    connect, jetstream = nats_options(args, name="w", environ={"NATSBUS_NATS_TOKEN": "t"})
+    assert connect.user_credentials == "/s/u.creds"
+    assert (connect.tls_ca_file, connect.tls_cert_file, connect.tls_key_file) == (
+        "/t/ca.pem", "/t/c.pem", "/t/c.key",
+    )  # fmt: skip
+    assert connect.tls_hostname == "nats"
+    assert connect.token == "t"
+    assert jetstream.replicas == 3
+
+
+def test_a_user_without_a_password_is_refused() -> None:
+    args = parse("--nats-url", "nats://a:4222")
+    with pytest.raises(ValueError, match="user and password"):
+        nats_options(args, name="w", environ={"NATSBUS_NATS_USER": "alice"})
+
+
+def test_bad_replicas_are_refused() -> None:
+    with pytest.raises(ValueError, match="replicas"):
+        nats_options(parse("--nats-url", "n", "--stream-replicas", "0"), name="w", environ={})
