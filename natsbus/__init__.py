@@ -7,7 +7,10 @@ private.
   (NATS and JetStream).
 - The workers: :class:`BaseWorker`, :func:`job`, and the :class:`WorkerRunner` that hosts them.
 - The messages: the ``Bus*`` hierarchy, :class:`JobStatus`, :class:`WorkerRegistryEntry`.
-- The wire: :func:`encode`, :func:`decode`, :func:`register_message_type`.
+- Frames between pipelines: :class:`BusFrameMessage`, :class:`BusBridgeProcessor` (the frames
+  themselves and the pipeline model are in :mod:`natsbus.frames` and :mod:`natsbus.pipeline`).
+- The wire: :func:`encode`, :func:`decode`, :func:`register_message_type`,
+  :func:`register_frame_type`.
 - The errors: :class:`NatsBusError` and its subclasses.
 """
 
@@ -24,7 +27,7 @@ from natsbus.bus import (
     WorkerBus,
 )
 from natsbus.bus.nats import JetStreamOptions, NatsBus, NatsConnectOptions
-from natsbus.codec import Codec, decode, encode, register_message_type
+from natsbus.codec import Codec, decode, encode, register_frame_type, register_message_type
 from natsbus.errors import (
     BusClosedError,
     BusUnavailableError,
@@ -48,6 +51,7 @@ from natsbus.messages import (
     BusDeactivateWorkerMessage,
     BusEndMessage,
     BusEndWorkerMessage,
+    BusFrameMessage,
     BusJobCancelMessage,
     BusJobRequestMessage,
     BusJobResponseMessage,
@@ -70,6 +74,7 @@ from natsbus.messages import (
     Payload,
     WorkerRegistryEntry,
 )
+from natsbus.pipeline import BusBridgeProcessor
 from natsbus.workers import (
     BaseWorker,
     JobError,
@@ -95,6 +100,7 @@ __all__ = [
     "BaseWorker",
     "BusActivateWorkerMessage",
     "BusAddWorkerMessage",
+    "BusBridgeProcessor",
     "BusCancelMessage",
     "BusCancelWorkerMessage",
     "BusClosedError",
@@ -102,6 +108,7 @@ __all__ = [
     "BusDeactivateWorkerMessage",
     "BusEndMessage",
     "BusEndWorkerMessage",
+    "BusFrameMessage",
     "BusJobCancelMessage",
     "BusJobRequestMessage",
     "BusJobResponseMessage",
@@ -163,5 +170,6 @@ __all__ = [
     "decode",
     "encode",
     "job",
+    "register_frame_type",
     "register_message_type",
 ]

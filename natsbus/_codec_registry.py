@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from natsbus._codec_builtins import BUILTIN_WIRE_PREFIX, BUILTINS, BodyDecoder, BodyEncoder
+from natsbus._codec_frames import FRAME_MESSAGE_FIELD, FrameRegistry
 from natsbus._codec_values import decode_payload, encode_payload
 from natsbus._proto.v1.envelope_pb2 import Envelope as PB2Envelope
 from natsbus._proto.v1.messages_pb2 import Custom as PB2Custom
@@ -27,7 +28,8 @@ from natsbus.errors import (
     UnknownMessageTypeError,
     UnsupportedValueError,
 )
-from natsbus.messages import BusLocalMessage, BusMessage
+from natsbus.frames import Frame
+from natsbus.messages import BusFrameMessage, BusLocalMessage, BusMessage
 
 __all__ = ["MessageRegistry"]
 
@@ -117,6 +119,11 @@ class MessageRegistry:
             self._encoders[builtin.cls] = builtin.encode
             self._decoders[builtin.field] = builtin.decode
             self._wire_names[builtin.cls] = builtin.wire_name
+        # BusFrameMessage needs this registry's frame types, so its codec is bound to them.
+        self._frames = FrameRegistry()
+        self._encoders[BusFrameMessage] = self._frames.encode_message
+        self._decoders[FRAME_MESSAGE_FIELD] = self._frames.decode_message
+        self._wire_names[BusFrameMessage] = BUILTIN_WIRE_PREFIX + FRAME_MESSAGE_FIELD
 
     def register(
         self,
@@ -158,6 +165,50 @@ class MessageRegistry:
         self._custom[wire_name] = custom
         self._encoders[cls] = custom.encode
         self._wire_names[cls] = wire_name
+
+    def register_frame_type(
+        self,
+        wire_name: str,
+        cls: type[Frame],
+        *,
+        to_bytes: Callable[[Any], bytes] | None = None,
+        from_bytes: Callable[[bytes], Any] | None = None,
+    ) -> None:
+        """Register an application frame class under an explicit wire name.
+
+        The frame then travels in a ``BusFrameMessage``. Its base fields (``id``, ``name``,
+        ``pts``, ``metadata``) always travel in the frame's own wire form; by default its other
+        dataclass fields travel as a lossless map, so their values must be payload values. A
+        class whose fields are not brings its own bytes form with ``to_bytes``/``from_bytes``.
+        Frame wire names are a namespace of their own, apart from message wire names.
+
+        Args:
+            wire_name: The name the frame type travels under: non-empty, printable, no
+                whitespace, not starting with ``natsbus.`` (kept for built-ins), not taken.
+            cls: A dataclass subclass of :class:`~natsbus.frames.Frame`, not registered yet
+                (a subclass of a built-in frame needs its own registration).
+            to_bytes: Turns a frame into bytes (its base fields excluded). Give both
+                callables or neither.
+            from_bytes: Turns those bytes back into an instance of ``cls``; its base fields
+                are then set from the wire. An exception it raises becomes a
+                :class:`~natsbus.errors.MalformedMessageError`.
+
+        Raises:
+            RegistrationError: The name or the class is invalid or already registered.
+        """
+        self._frames.register(wire_name, cls, to_bytes=to_bytes, from_bytes=from_bytes)
+
+    def frame_wire_name_of(self, cls: type) -> str | None:
+        """Return the wire name a frame class travels under.
+
+        Args:
+            cls: A frame class.
+
+        Returns:
+            Its wire name (``natsbus.frame.<body field>`` for built-ins), or None if the class
+            is not registered here.
+        """
+        return self._frames.wire_name_of(cls)
 
     def wire_name_of(self, cls: type) -> str | None:
         """Return the wire name a class travels under.

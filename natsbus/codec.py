@@ -21,6 +21,7 @@ Typical use::
     message = codec.decode(data)
 
     codec.register_message_type("acme.TranscriptReady", TranscriptReady)
+    codec.register_frame_type("acme.VisemeFrame", VisemeFrame)
     small = codec.Codec(max_message_bytes=64 * 1024)
 """
 
@@ -41,6 +42,7 @@ from natsbus.errors import (
     UnknownMessageTypeError,
     UnsupportedValueError,
 )
+from natsbus.frames import Frame
 from natsbus.messages import BusMessage
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "decode",
     "default_registry",
     "encode",
+    "register_frame_type",
     "register_message_type",
 ]
 
@@ -251,3 +254,26 @@ def register_message_type(
         RegistrationError: The name or the class is invalid or already registered.
     """
     default_registry.register(wire_name, cls, to_bytes=to_bytes, from_bytes=from_bytes)
+
+
+def register_frame_type(
+    wire_name: str,
+    cls: type[Frame],
+    *,
+    to_bytes: Callable[[Any], bytes] | None = None,
+    from_bytes: Callable[[bytes], Any] | None = None,
+) -> None:
+    """Register an application frame class in :data:`default_registry`.
+
+    See :meth:`MessageRegistry.register_frame_type` for the rules.
+
+    Args:
+        wire_name: The name the frame type travels under.
+        cls: A dataclass subclass of :class:`~natsbus.frames.Frame`.
+        to_bytes: Optional bytes form of a frame; give both callables or neither.
+        from_bytes: Optional inverse of ``to_bytes``.
+
+    Raises:
+        RegistrationError: The name or the class is invalid or already registered.
+    """
+    default_registry.register_frame_type(wire_name, cls, to_bytes=to_bytes, from_bytes=from_bytes)

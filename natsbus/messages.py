@@ -16,6 +16,8 @@ import enum
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, TypeAlias
 
+from natsbus.frames import Frame, FrameDirection
+
 __all__ = [
     "JOB_MESSAGE_TYPES",
     "BusActivateWorkerMessage",
@@ -26,6 +28,7 @@ __all__ = [
     "BusDeactivateWorkerMessage",
     "BusEndMessage",
     "BusEndWorkerMessage",
+    "BusFrameMessage",
     "BusJobCancelMessage",
     "BusJobRequestMessage",
     "BusJobResponseMessage",
@@ -272,6 +275,21 @@ class BusTTSSpeakMessage(BusDataMessage):
 
     text: str
     append_to_context: bool | None = None
+
+
+@dataclass
+class BusFrameMessage(BusDataMessage):
+    """Wraps a pipeline frame for transport over the bus (see ``natsbus.pipeline``).
+
+    Attributes:
+        frame: The frame to transport (a built-in frame or a registered application frame).
+        direction: Direction the frame should travel in the recipient's pipeline.
+        bridge: Optional bridge name for routing in multi-bridge setups.
+    """
+
+    frame: Frame
+    direction: FrameDirection
+    bridge: str | None = None
 
 
 # --- Jobs ------------------------------------------------------------------------------------

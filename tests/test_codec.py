@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from natsbus import codec, messages
 from natsbus._codec_values import MAX_DEPTH
 from natsbus.codec import Codec, MessageRegistry
+from natsbus.frames import FrameDirection, TextFrame
 from natsbus.messages import (
     BusActivateWorkerMessage,
     BusCancelMessage,
@@ -24,6 +25,7 @@ from natsbus.messages import (
     BusDeactivateWorkerMessage,
     BusEndMessage,
     BusEndWorkerMessage,
+    BusFrameMessage,
     BusJobCancelMessage,
     BusJobRequestMessage,
     BusJobResponseMessage,
@@ -100,6 +102,10 @@ def _samples() -> list[BusMessage]:
         BusJobStreamDataMessage(job_id="j1", data={"chunk": b"abc"}, source="w"),
         BusJobStreamEndMessage(job_id="j1", source="w"),
         BusJobCancelMessage(job_id="j1", reason="late", source="c", target="w"),
+        # Every frame class is sampled in tests/test_frames_codec.py.
+        BusFrameMessage(
+            TextFrame("hi"), FrameDirection.UPSTREAM, bridge="voice", source="w", target="t"
+        ),
     ]
 
 

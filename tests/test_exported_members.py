@@ -7,10 +7,11 @@ import inspect
 
 import natsbus
 
-# Every class of the reference worker-bus API that natsbus provides so far (the frames
-# issue adds BusFrameMessage and BusBridgeProcessor).
+# Every class of the reference worker-bus API.
 REFERENCE_NAMES = {
     "AsyncQueueBus",
+    "BusBridgeProcessor",
+    "BusFrameMessage",
     "BusActivateWorkerMessage",
     "BusAddWorkerMessage",
     "BusCancelMessage",
@@ -48,6 +49,7 @@ EXPECTED_ALL = [
     "BaseWorker",
     "BusActivateWorkerMessage",
     "BusAddWorkerMessage",
+    "BusBridgeProcessor",
     "BusCancelMessage",
     "BusCancelWorkerMessage",
     "BusClosedError",
@@ -55,6 +57,7 @@ EXPECTED_ALL = [
     "BusDeactivateWorkerMessage",
     "BusEndMessage",
     "BusEndWorkerMessage",
+    "BusFrameMessage",
     "BusJobCancelMessage",
     "BusJobRequestMessage",
     "BusJobResponseMessage",
@@ -116,6 +119,7 @@ EXPECTED_ALL = [
     "decode",
     "encode",
     "job",
+    "register_frame_type",
     "register_message_type",
 ]
 

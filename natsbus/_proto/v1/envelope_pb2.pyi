@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from natsbus._proto.v1 import frames_pb2 as _frames_pb2
 from natsbus._proto.v1 import messages_pb2 as _messages_pb2
 import builtins as _builtins
 import sys
@@ -27,8 +28,9 @@ class Envelope(_message.Message):
       1-5     metadata; 6-15 are kept for future metadata (one-byte tags).
       16-31   lifecycle and worker bodies.
       32-47   job bodies.
-      48-63   kept for frames: BusFrameMessage and application frame types arrive with the
-              pipeline (a later issue). Do not use them for anything else.
+      48-63   frames: 48 is BusFrameMessage (frames.proto), which carries built-in and
+              application frame types alike; 49-63 are kept for frames. Do not use them for
+              anything else.
       64      application-registered message types.
     A body number unknown to a decoder (from a newer producer) leaves `body` empty to it, and it
     reports an unknown message type.
@@ -81,6 +83,7 @@ class Envelope(_message.Message):
     JOB_STREAM_DATA_FIELD_NUMBER: _builtins.int
     JOB_STREAM_END_FIELD_NUMBER: _builtins.int
     JOB_CANCEL_FIELD_NUMBER: _builtins.int
+    FRAME_FIELD_NUMBER: _builtins.int
     CUSTOM_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique message id, stamped by the bus on send (also the JetStream de-duplication id)."""
@@ -135,9 +138,11 @@ class Envelope(_message.Message):
     @_builtins.property
     def job_cancel(self) -> _messages_pb2.JobCancel: ...
     @_builtins.property
-    def custom(self) -> _messages_pb2.Custom:
+    def frame(self) -> _frames_pb2.FrameMessage:
         """48-63: frames (see above)."""
 
+    @_builtins.property
+    def custom(self) -> _messages_pb2.Custom: ...
     def __init__(
         self,
         *,
@@ -166,15 +171,16 @@ class Envelope(_message.Message):
         job_stream_data: _messages_pb2.JobStream | None = ...,
         job_stream_end: _messages_pb2.JobStream | None = ...,
         job_cancel: _messages_pb2.JobCancel | None = ...,
+        frame: _frames_pb2.FrameMessage | None = ...,
         custom: _messages_pb2.Custom | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_target", b"_target", "activate_worker", b"activate_worker", "body", b"body", "cancel", b"cancel", "cancel_worker", b"cancel_worker", "custom", b"custom", "deactivate_worker", b"deactivate_worker", "end", b"end", "end_worker", b"end_worker", "job_cancel", b"job_cancel", "job_request", b"job_request", "job_response", b"job_response", "job_response_urgent", b"job_response_urgent", "job_stream_data", b"job_stream_data", "job_stream_end", b"job_stream_end", "job_stream_start", b"job_stream_start", "job_update", b"job_update", "job_update_request", b"job_update_request", "job_update_urgent", b"job_update_urgent", "target", b"target", "tts_speak", b"tts_speak", "worker_error", b"worker_error", "worker_ready", b"worker_ready", "worker_registry", b"worker_registry"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_target", b"_target", "activate_worker", b"activate_worker", "body", b"body", "cancel", b"cancel", "cancel_worker", b"cancel_worker", "custom", b"custom", "deactivate_worker", b"deactivate_worker", "end", b"end", "end_worker", b"end_worker", "frame", b"frame", "job_cancel", b"job_cancel", "job_request", b"job_request", "job_response", b"job_response", "job_response_urgent", b"job_response_urgent", "job_stream_data", b"job_stream_data", "job_stream_end", b"job_stream_end", "job_stream_start", b"job_stream_start", "job_update", b"job_update", "job_update_request", b"job_update_request", "job_update_urgent", b"job_update_urgent", "target", b"target", "tts_speak", b"tts_speak", "worker_error", b"worker_error", "worker_ready", b"worker_ready", "worker_registry", b"worker_registry"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_target", b"_target", "activate_worker", b"activate_worker", "body", b"body", "cancel", b"cancel", "cancel_worker", b"cancel_worker", "custom", b"custom", "deactivate_worker", b"deactivate_worker", "end", b"end", "end_worker", b"end_worker", "id", b"id", "job_cancel", b"job_cancel", "job_request", b"job_request", "job_response", b"job_response", "job_response_urgent", b"job_response_urgent", "job_stream_data", b"job_stream_data", "job_stream_end", b"job_stream_end", "job_stream_start", b"job_stream_start", "job_update", b"job_update", "job_update_request", b"job_update_request", "job_update_urgent", b"job_update_urgent", "sent_at", b"sent_at", "source", b"source", "target", b"target", "trace_context", b"trace_context", "tts_speak", b"tts_speak", "worker_error", b"worker_error", "worker_ready", b"worker_ready", "worker_registry", b"worker_registry"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_target", b"_target", "activate_worker", b"activate_worker", "body", b"body", "cancel", b"cancel", "cancel_worker", b"cancel_worker", "custom", b"custom", "deactivate_worker", b"deactivate_worker", "end", b"end", "end_worker", b"end_worker", "frame", b"frame", "id", b"id", "job_cancel", b"job_cancel", "job_request", b"job_request", "job_response", b"job_response", "job_response_urgent", b"job_response_urgent", "job_stream_data", b"job_stream_data", "job_stream_end", b"job_stream_end", "job_stream_start", b"job_stream_start", "job_update", b"job_update", "job_update_request", b"job_update_request", "job_update_urgent", b"job_update_urgent", "sent_at", b"sent_at", "source", b"source", "target", b"target", "trace_context", b"trace_context", "tts_speak", b"tts_speak", "worker_error", b"worker_error", "worker_ready", b"worker_ready", "worker_registry", b"worker_registry"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__target: _TypeAlias = _typing.Literal["target"]  # noqa: Y015
     _WhichOneofArgType__target: _TypeAlias = _typing.Literal["_target", b"_target"]  # noqa: Y015
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["activate_worker", "deactivate_worker", "end", "end_worker", "cancel", "cancel_worker", "worker_error", "worker_ready", "worker_registry", "tts_speak", "job_request", "job_response", "job_response_urgent", "job_update", "job_update_urgent", "job_update_request", "job_stream_start", "job_stream_data", "job_stream_end", "job_cancel", "custom"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["activate_worker", "deactivate_worker", "end", "end_worker", "cancel", "cancel_worker", "worker_error", "worker_ready", "worker_registry", "tts_speak", "job_request", "job_response", "job_response_urgent", "job_update", "job_update_urgent", "job_update_request", "job_stream_start", "job_stream_data", "job_stream_end", "job_cancel", "frame", "custom"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__target) -> _WhichOneofReturnType__target | None: ...

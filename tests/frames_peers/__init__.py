@@ -1,0 +1,1 @@
+"""Helpers and child-process programs of the frame, pipeline and bridge tests."""
