@@ -142,6 +142,8 @@ class BusTracer:
         self._tracer = tracer
         self._bus = bus
         self._new_traces = new_traces
+        self._start_all = new_traces == "all"
+        self._start_jobs = new_traces == "jobs"
         self._system = "nats" if bus.kind == "nats" else "natsbus"
         self._client_id = bus.name
 
@@ -149,12 +151,14 @@ class BusTracer:
 
     def on_send(self, bus: WorkerBus, message: BusMessage) -> object:
         """Start the producer span and write its context into ``message.trace_context``."""
-        parent = otel_context.get_current()
-        may_start = self._new_traces == "all" or (
-            self._new_traces == "jobs" and isinstance(message, BusJobRequestMessage)
+        may_start = self._start_all or (
+            self._start_jobs and isinstance(message, BusJobRequestMessage)
         )
-        if not may_start and not trace.get_current_span(parent).get_span_context().is_valid:
+        # The common case first, with one context lookup: a data message sent outside any
+        # span is not traced at all.
+        if not may_start and not trace.get_current_span().get_span_context().is_valid:
             return None  # nothing to follow, and not a message that starts a trace
+        parent = otel_context.get_current()
         span = self._tracer.start_span(
             f"send {type(message).__name__}",
             context=parent,

@@ -302,8 +302,7 @@ class NatsBus(WorkerBus):
         """
         self._jobs_paused = True
         for loop in self._job_loops.values():
-            await loop.stop()
-        self._job_loops.clear()
+            await loop.pause()
 
     async def subscribe(self, subscriber: BusSubscriber) -> None:
         """Register a subscriber and listen for the targets it answers to."""
@@ -636,7 +635,7 @@ class NatsBus(WorkerBus):
                 self._jetstream["sys"], self._layout.stream, control.consumer
             )
         for worker in workers - set(self._control_loops):
-            if not self._jobs_paused:
+            if not self._jobs_paused:  # a drain takes no job for a worker that joins now
                 self._job_loops[worker] = await self._start_loop(
                     "data",
                     job_consumer_config(self._layout, worker, self._js_options),

@@ -65,6 +65,7 @@ class PullLoop:
         self._subscription: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
         self._outstanding = 0
+        self._paused = False
         self._request_over = asyncio.Event()
         self._room = asyncio.Event()
 
@@ -90,6 +91,20 @@ class PullLoop:
         if subscription is not None and not self._client.is_closed:
             await subscription.unsubscribe()
 
+    async def pause(self) -> None:
+        """Stop asking for messages, and hand back any that still arrive.
+
+        A pull request already sent lives on the server until it expires: a message it brings
+        after the pause is released (``nak``) for redelivery once that request has expired,
+        so another consumer of the same durable takes it within ``expires`` seconds instead
+        of ``ack_wait``. The inbox stays subscribed until :meth:`stop`.
+        """
+        self._paused = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     def room_made(self) -> None:
         """Tell the loop that its owner can take more messages (a job finished)."""
         self._room.set()
@@ -101,7 +116,14 @@ class PullLoop:
 
     async def _receive(self, msg: Msg) -> None:
         status = msg.headers.get(_STATUS) if msg.headers else None
-        if status is None:
+        if status is None and self._paused:
+            try:
+                # Redelivered once our stale request has expired: sooner, the server would
+                # hand it straight back to that request, burning a delivery each time.
+                await msg.nak(delay=self._expires)
+            except Exception:  # disconnected: ack_wait redelivers it anyway
+                logger.debug("could not release a message on %s", self._consumer, exc_info=True)
+        elif status is None:
             self._outstanding = max(0, self._outstanding - 1)
             if self._outstanding == 0:
                 self._request_over.set()
