@@ -28,7 +28,6 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 from nats.aio.client import Client
@@ -41,6 +40,7 @@ from nats.js.client import JetStreamContext
 from natsbus.bus.base import BusMetricsProvider, BusObserverFactory, WorkerBus
 from natsbus.bus.dispatch import DEFAULT_TIME_SLICE, DispatchObserver
 from natsbus.bus.nats.connection import open_connection
+from natsbus.bus.nats.consumers import ConsumerStatistics, query_consumers
 from natsbus.bus.nats.fairness import yield_between_reads
 from natsbus.bus.nats.inbound import InboundDecoder
 from natsbus.bus.nats.intake import MSG_ID_HEADER, REPLY_TO_HEADER, JobIntake
@@ -85,28 +85,6 @@ _SUBJECT_CACHE_SIZE: Final = 10_000
 
 def _lane(message: BusMessage) -> Lane:
     return "sys" if isinstance(message, BusSystemMessage) else "data"
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumerStatistics:
-    """The server's view of one JetStream consumer a bus reads from.
-
-    Attributes:
-        role: ``job_requests`` (shared by every bus hosting the worker), ``job_control`` or
-            ``job_replies`` (this bus instance's own).
-        worker: The hosted worker it serves; empty for ``job_replies``.
-        lane: ``system`` or ``data``.
-        name: The consumer's name.
-        pending: Messages stored and not yet delivered to any bus.
-        ack_pending: Messages delivered and not yet acknowledged.
-    """
-
-    role: str
-    worker: str
-    lane: str
-    name: str
-    pending: int
-    ack_pending: int
 
 
 class NatsBus(WorkerBus):
@@ -368,26 +346,7 @@ class NatsBus(WorkerBus):
                 for lane, loop in zip(_LANES, self._reply_loops, strict=False)
             ),
         ]
-        found: list[ConsumerStatistics] = []
-        for role, worker, lane, name in wanted:
-            try:
-                info = await self._jetstream[lane].consumer_info(
-                    self._layout.stream, name, timeout=timeout
-                )
-            except Exception:  # away, or deleted meanwhile: nothing to say about it now
-                logger.debug("consumer_info(%s) failed", name, exc_info=True)
-                continue
-            found.append(
-                ConsumerStatistics(
-                    role,
-                    worker,
-                    "system" if lane == "sys" else "data",
-                    name,
-                    int(info.num_pending or 0),
-                    int(info.num_ack_pending or 0),
-                )
-            )
-        return found
+        return await query_consumers(self._jetstream, self._layout.stream, wanted, timeout)
 
     # --- sending ------------------------------------------------------------------------------
 

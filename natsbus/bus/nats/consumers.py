@@ -1,0 +1,71 @@
+"""How far behind the JetStream consumers of a NatsBus are, as the server sees them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from nats.js.client import JetStreamContext
+
+from natsbus.bus.nats.layout import Lane
+
+__all__ = ["ConsumerStatistics", "query_consumers"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerStatistics:
+    """The server's view of one JetStream consumer a bus reads from.
+
+    Attributes:
+        role: ``job_requests`` (shared by every bus hosting the worker), ``job_control`` or
+            ``job_replies`` (this bus instance's own).
+        worker: The hosted worker it serves; empty for ``job_replies``.
+        lane: ``system`` or ``data``.
+        name: The consumer's name.
+        pending: Messages stored and not yet delivered to any bus.
+        ack_pending: Messages delivered and not yet acknowledged.
+    """
+
+    role: str
+    worker: str
+    lane: str
+    name: str
+    pending: int
+    ack_pending: int
+
+
+async def query_consumers(
+    jetstream: Mapping[Lane, JetStreamContext],
+    stream: str,
+    wanted: Iterable[tuple[str, str, Lane, str]],
+    timeout: float,
+) -> list[ConsumerStatistics]:
+    """Ask the server about each consumer; those it cannot answer for now are left out.
+
+    Args:
+        jetstream: The bus's JetStream contexts by lane (``sys``, ``data``).
+        stream: The job stream.
+        wanted: ``(role, worker, lane, consumer name)`` for each consumer.
+        timeout: Seconds to wait for each answer.
+    """
+    found: list[ConsumerStatistics] = []
+    for role, worker, lane, name in wanted:
+        try:
+            info = await jetstream[lane].consumer_info(stream, name, timeout=timeout)
+        except Exception:  # away, or deleted meanwhile: nothing to say about it now
+            logger.debug("consumer_info(%s) failed", name, exc_info=True)
+            continue
+        found.append(
+            ConsumerStatistics(
+                role,
+                worker,
+                "system" if lane == "sys" else "data",
+                name,
+                int(info.num_pending or 0),
+                int(info.num_ack_pending or 0),
+            )
+        )
+    return found
