@@ -278,9 +278,12 @@ class NatsBus(WorkerBus):
         Requests already taken stay with this bus until they are answered, or released when
         the bus stops.
         """
-        self._jobs_paused = True
-        for loop in self._job_loops.values():
-            await loop.pause()
+        # Under the interest lock: a subscriber joining meanwhile must not add a job consumer
+        # after the pause, nor change the loops while they are being paused.
+        async with self._interest_lock:
+            self._jobs_paused = True
+            for loop in list(self._job_loops.values()):
+                await loop.pause()
 
     async def subscribe(self, subscriber: BusSubscriber) -> None:
         """Register a subscriber and listen for the targets it answers to."""
