@@ -21,6 +21,7 @@ from natsbus.messages import (
     BusSystemMessage,
     BusTTSSpeakMessage,
     BusWorkerErrorMessage,
+    BusWorkerLocalErrorMessage,
     Payload,
 )
 from natsbus.observability import METRIC_NAMES, BusMetrics, ObservabilityServer
@@ -79,7 +80,7 @@ async def test_metrics_off_counts_nothing() -> None:
 async def test_local_exchange_shows_in_metrics(caplog: pytest.LogCaptureFixture) -> None:
     registry = CollectorRegistry()
     metrics = BusMetrics(registry=registry)
-    recorder = Recorder("recorder", expected=5)
+    recorder = Recorder("recorder", expected=7)
     async with (
         AsyncQueueBus(metrics=metrics) as bus,
         ObservabilityServer(host="127.0.0.1", port=0, metrics=metrics) as server,
@@ -89,6 +90,10 @@ async def test_local_exchange_shows_in_metrics(caplog: pytest.LogCaptureFixture)
             await bus.send(BusTTSSpeakMessage(f"hello {i}", source="test"))
         for _ in range(2):
             await bus.send(BusCancelMessage("stop", source="test"))
+        # Local-only, sent once: published once and received once (not once per path).
+        await bus.send(BusWorkerLocalErrorMessage("oops", source="test"))
+        # Handed to the lanes without a send: received, never published.
+        bus.on_message_received(BusWorkerLocalErrorMessage("direct", source="test"))
         await within(recorder.done.wait())
         result = await scrape(server.port)
 
@@ -98,6 +103,9 @@ async def test_local_exchange_shows_in_metrics(caplog: pytest.LogCaptureFixture)
     assert result.value("natsbus_messages_published_total", **cancel) == 2
     assert result.value("natsbus_messages_received_total", **speak) == 3
     assert result.value("natsbus_messages_received_total", **cancel) == 2
+    local_error = {"bus": "local", "lane": "system", "type": "BusWorkerLocalErrorMessage"}
+    assert result.value("natsbus_messages_published_total", **local_error) == 1
+    assert result.value("natsbus_messages_received_total", **local_error) == 2
     # One histogram observation per dispatch, on each lane.
     assert result.value("natsbus_dispatch_latency_seconds_count", **speak) == 3
     assert result.value("natsbus_dispatch_latency_seconds_count", **cancel) == 2

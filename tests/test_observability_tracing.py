@@ -122,6 +122,27 @@ async def test_untraced_data_messages_make_no_spans_and_carry_no_context() -> No
     assert exporter.get_finished_spans() == ()
 
 
+async def test_a_message_sent_inside_a_span_is_traced_between_untraced_ones() -> None:
+    tracer, exporter = tracing()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    inbox = Inbox("inbox", expected=3)
+    messages = [BusTTSSpeakMessage(f"hi {i}", source="me", target="inbox") for i in range(3)]
+    async with AsyncQueueBus(observer=tracer) as bus:
+        await bus.subscribe(inbox)
+        await bus.send(messages[0])  # outside any span: the tracer remembers this context
+        with provider.get_tracer("test").start_as_current_span("outer") as outer:
+            await bus.send(messages[1])
+        await bus.send(messages[2])  # outside again
+        await within(inbox.done.wait())
+    assert messages[0].trace_context is None and messages[2].trace_context is None
+    assert messages[1].trace_context is not None
+    trace_id = f"{outer.get_span_context().trace_id:032x}"
+    assert messages[1].trace_context["traceparent"].split("-")[1] == trace_id
+    names = sorted(span.name for span in exporter.get_finished_spans())
+    assert names == ["outer", "process BusTTSSpeakMessage", "send BusTTSSpeakMessage"]
+
+
 async def test_every_message_is_traced_with_new_traces_all() -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()

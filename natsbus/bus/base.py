@@ -7,6 +7,7 @@ import asyncio
 import enum
 import itertools
 import logging
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from time import time as _now
@@ -138,6 +139,11 @@ class WorkerBus(abc.ABC):
     kind: ClassVar[str] = "local"
     """The kind of bus, as metrics and spans label it."""
 
+    loops_back: ClassVar[bool] = False
+    """Whether :meth:`publish` hands every message straight to this bus's own subscribers
+    (by :meth:`_deliver`), as an in-process bus does. Such a bus counts a message it sends once,
+    in ``BusTally.looped``, which metrics report as both published and received."""
+
     def __init__(
         self,
         *,
@@ -154,8 +160,13 @@ class WorkerBus(abc.ABC):
         self._observer: DispatchObserver | None = observer
         self._sender = observer if isinstance(observer, SendObserver) else None
         self._tally = metrics.tally_for(self) if metrics is not None else None
+        # Where send() counts a message: bound once, as send() is the hot path.
+        self._sent_counts: defaultdict[type[BusMessage], int] | None = None
         if self._tally is not None:
             self._tally.buses.add(self)
+            self._sent_counts = self._tally.looped if self.loops_back else self._tally.published
+        # Where a local-only message goes: a bus that loops back has counted it as received.
+        self._receive_sent = self._deliver if self.loops_back else self.on_message_received
         self._time_slice = time_slice
         self._state = BusState.CREATED
         # The hot paths test this bool: comparing an enum member costs ten times more.
@@ -297,9 +308,9 @@ class WorkerBus(abc.ABC):
         # WorkerBus.stamp, inlined: this is the hot path.
         message.id = new_id()
         message.sent_at = _now()
-        tally = self._tally
-        if tally is not None:
-            tally.published[message.__class__] += 1
+        counts = self._sent_counts
+        if counts is not None:
+            counts[message.__class__] += 1
         sender = self._sender
         if sender is not None:
             try:
@@ -311,7 +322,7 @@ class WorkerBus(abc.ABC):
                 await self._send_observed(message, sender, token)
                 return
         if isinstance(message, BusLocalMessage):
-            self.on_message_received(message)
+            self._receive_sent(message)
         else:
             await self.publish(message)
 
@@ -321,7 +332,7 @@ class WorkerBus(abc.ABC):
         """Publish, then call the send observer's end hook (the slower, traced path)."""
         try:
             if isinstance(message, BusLocalMessage):
-                self.on_message_received(message)
+                self._receive_sent(message)
             else:
                 await self.publish(message)
         except BaseException as error:
@@ -369,14 +380,21 @@ class WorkerBus(abc.ABC):
         Args:
             message: The bus message to deliver.
         """
+        tally = self._tally
+        if tally is not None and not self._stopped:
+            tally.received[message.__class__] += 1
+        self._deliver(message)
+
+    def _deliver(self, message: BusMessage) -> None:
+        """Queue a message on every local subscriber's lane; dropped once the bus stopped.
+
+        Not counted as received: a bus that :attr:`loops_back` counted it when it was sent.
+        """
         if self._stopped:
             self._dropped += 1
             if self._tally is not None:
                 self._tally.count_drop("bus_stopped")
             return
-        tally = self._tally
-        if tally is not None:
-            tally.received[message.__class__] += 1
         lanes = self._system_lanes if isinstance(message, BusSystemMessage) else self._data_lanes
         for lane in lanes:
             # SubscriberDispatcher.put, inlined: this runs once per message per subscriber.

@@ -12,9 +12,10 @@ class AsyncQueueBus(WorkerBus):
     """In-process bus that delivers messages through each subscriber's priority lanes.
 
     Everything stays in the process: :meth:`publish` hands the message straight back to
-    :meth:`~WorkerBus.on_message_received`. Takes the keyword arguments of
-    :class:`WorkerBus`.
+    its subscribers' lanes. Takes the keyword arguments of :class:`WorkerBus`.
     """
+
+    loops_back = True
 
     async def publish(self, message: BusMessage) -> None:
         """Deliver a message to all local subscribers' lanes.
@@ -22,4 +23,4 @@ class AsyncQueueBus(WorkerBus):
         Args:
             message: The bus message to deliver.
         """
-        self.on_message_received(message)
+        self._deliver(message)

@@ -322,9 +322,10 @@ class BusMetrics:
                 families[HANDLER_DURATION].add_metric(
                     labels, _cumulative(_LATENCY_BOUNDS, row[width + 1 : -1]), row[-1]
                 )
+        looped = list(tally.looped.items())  # sent by in-process buses to themselves: both
         for family, classes in ((PUBLISHED, tally.published), (RECEIVED, tally.received)):
             counts: Counter[tuple[str, str, str]] = Counter()
-            for cls, count in list(classes.items()):
+            for cls, count in [*classes.items(), *looped]:
                 counts[(kind, _lane_of(cls), cls.__name__)] += count
             self._add_all(families[family], counts)
         errors: Counter[tuple[str, str, str]] = Counter()

@@ -146,19 +146,25 @@ class BusTracer:
         self._start_jobs = new_traces == "jobs"
         self._system = "nats" if bus.kind == "nats" else "natsbus"
         self._client_id = bus.name
+        self._spanless: otel_context.Context | None = None
 
     # --- producer -------------------------------------------------------------------------------
 
     def on_send(self, bus: WorkerBus, message: BusMessage) -> object:
         """Start the producer span and write its context into ``message.trace_context``."""
-        may_start = self._start_all or (
-            self._start_jobs and isinstance(message, BusJobRequestMessage)
-        )
-        # The common case first, with one context lookup: a data message sent outside any
-        # span is not traced at all.
-        if not may_start and not trace.get_current_span().get_span_context().is_valid:
-            return None  # nothing to follow, and not a message that starts a trace
         parent = otel_context.get_current()
+        # The common case first: a data message sent outside any span is not traced at all.
+        # Contexts are immutable, so the last one seen to hold no span is remembered, and the
+        # check costs one lookup instead of five calls (a quarter of an in-process send).
+        if (
+            parent is not self._spanless
+            and not trace.get_current_span(parent).get_span_context().is_valid
+        ):
+            self._spanless = parent
+        if parent is self._spanless and not (
+            self._start_all or (self._start_jobs and isinstance(message, BusJobRequestMessage))
+        ):
+            return None  # nothing to follow, and not a message that starts a trace
         span = self._tracer.start_span(
             f"send {type(message).__name__}",
             context=parent,
