@@ -6,7 +6,7 @@ For AsyncQueueBus (one publisher, one subscriber, in-process) and NatsBus (a pub
 and a subscribing bus in this process, on a nats-server started for the run), it prints
 data-message throughput with:
 
-1. metrics and tracing off;
+1. metrics and tracing off, twice: the second run ("control") measures nothing but the noise;
 2. metrics on (``BusMetrics`` in a fresh registry, scraped once per round);
 3. metrics and tracing on: ``BusTracing`` on the OpenTelemetry SDK, batch span processor, an
    exporter that drops everything; messages are sent outside any span, as a stream of data
@@ -14,6 +14,9 @@ data-message throughput with:
 4. (worst case, no target) the same with every message traced: ``new_traces="all"``, a
    producer and a consumer span per message; on a tenth of the messages, so that the span
    queue never overflows (and the run stays short).
+
+Rounds interleave the configurations; each cost compares a configuration's best round with
+the best "off" round (see ``measure``).
 
 Targets: metrics on costs <= 15% of throughput; metrics plus tracing <= 35%.
 """
@@ -71,6 +74,8 @@ def configs() -> list[tuple[str, Callable[[], dict[str, Any]], float]]:
 
     return [
         ("off", dict, 1.0),
+        # The same again: its cost is the noise of the measurement (should read about 0%).
+        ("off (control)", dict, 1.0),
         ("metrics", metrics, 1.0),
         (
             "metrics+tracing",
@@ -131,33 +136,46 @@ async def measure(
 ) -> None:
     print(f"{label}")
     results: dict[str, list[float]] = {}
-    # Interleave the configurations round by round, so that drift hits them alike.
-    for _ in range(rounds):
-        for name, make, share in configs():
+    names = [name for name, _, _ in configs()]
+    # Interleave the configurations round by round, so that drift hits them alike, and rotate
+    # their order: a run can leave garbage or a fragmented heap to the next one.
+    for round_number in range(rounds):
+        order = configs()
+        shift = round_number % len(order)
+        for name, make, share in order[shift:] + order[:shift]:
             results.setdefault(name, []).append(await run(int(n * share), make()))
-    for name, rates in results.items():
-        rate = statistics.median(rates)
-        # The cost is the median of each round's cost against that round's "off" run.
-        cost = statistics.median(1 - r / off for r, off in zip(rates, results["off"], strict=True))
+    best_off = max(results["off"])
+    print(f"  {'':<18} {'best':>10}        {'median':>10}        cost")
+    for name in names:
+        rates = results[name]
+        # The cost compares the best round of each configuration, as timeit does: on a shared
+        # VM noise only ever slows a round down (here by up to half, which makes medians
+        # swing by tens of per cent), so the fastest round is the closest to what the code
+        # costs. The control row shows what is left of the noise.
+        best = max(rates)
+        cost = 1 - best / best_off
         target = {"metrics": 0.15, "metrics+tracing": 0.35}.get(name)
         verdict = (
             ""
             if target is None
             else ("  OK" if cost <= target else "  MISSED") + f" (<= {target:.0%})"
         )
-        print(f"  {name:<18} {rate:>10,.0f} msg/s  cost {cost:>6.1%}{verdict}")
+        print(
+            f"  {name:<18} {best:>10,.0f} msg/s  {statistics.median(rates):>10,.0f} msg/s"
+            f"  {cost:>6.1%}{verdict}"
+        )
 
 
 async def main(quick: bool) -> None:
-    rounds = 7
-    local_n = 50_000 if quick else 200_000
-    nats_n = 10_000 if quick else 40_000
+    rounds = 7 if quick else 15
+    local_n = 20_000 if quick else 50_000
+    nats_n = 5_000 if quick else 20_000
     await measure(
-        f"AsyncQueueBus, {local_n:,} messages, median of {rounds}", rounds, local_n, local_round
+        f"AsyncQueueBus, {local_n:,} messages, {rounds} rounds", rounds, local_n, local_round
     )
     async with NatsServer() as server:
         await measure(
-            f"NatsBus (both buses in this process), {nats_n:,} messages, median of {rounds}",
+            f"NatsBus (both buses in this process), {nats_n:,} messages, {rounds} rounds",
             rounds,
             nats_n,
             lambda n, options: nats_round(server.url, n, options),

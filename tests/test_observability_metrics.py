@@ -121,6 +121,27 @@ async def test_local_exchange_shows_in_metrics(caplog: pytest.LogCaptureFixture)
         assert depth == 0
 
 
+async def test_histograms_count_every_dispatch_of_a_sampled_backlog() -> None:
+    registry = CollectorRegistry()
+    recorder = Recorder("recorder", expected=1000)
+    async with AsyncQueueBus(metrics=BusMetrics(registry=registry)) as bus:
+        await bus.subscribe(recorder)
+        # AsyncQueueBus.send never suspends: all 1,000 are queued before the lane runs.
+        for i in range(1000):
+            await bus.send(BusTTSSpeakMessage(f"hello {i}", source="test"))
+        assert bus.statistics().subscribers["recorder"].data.queued == 1000
+        await within(recorder.done.wait())
+    result = Scrape_of(registry)
+    speak = {"bus": "local", "lane": "data", "type": "BusTTSSpeakMessage"}
+    assert result.value("natsbus_messages_received_total", **speak) == 1000
+    # One message in SAMPLE_EVERY is timed and weighs for the ones it stands for, so the
+    # histograms count every dispatch of a backlog that drains to its end.
+    assert result.value("natsbus_dispatch_latency_seconds_count", **speak) == 1000
+    assert result.value("natsbus_handler_duration_seconds_count", **speak) == 1000
+    latency_sum = result.value("natsbus_dispatch_latency_seconds_sum", **speak)
+    assert latency_sum is not None and 0 < latency_sum / 1000 < 5
+
+
 def nats_bus(url: str, channel: str, metrics: BusMetrics, **js: Any) -> NatsBus:
     return NatsBus(
         servers=url,

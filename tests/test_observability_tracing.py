@@ -8,6 +8,9 @@ import signal
 import uuid
 from typing import Any
 
+import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -26,6 +29,7 @@ from natsbus.messages import (
     Payload,
 )
 from natsbus.observability import BusTracing
+from natsbus.observability.tracing import _current_context_getter
 from natsbus.workers import BaseWorker, job
 
 
@@ -108,6 +112,18 @@ def assert_one_job_trace(spans: dict[str, Any], system: str) -> None:
         process_request["attributes"]["messaging.message.id"]
         == send_request["attributes"]["messaging.message.id"]
     )
+
+
+def test_the_current_context_is_read_as_the_api_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    current = _current_context_getter()
+    assert current() is otel_context.get_current()
+    with TracerProvider().get_tracer("test").start_as_current_span("outer"):
+        assert current() is otel_context.get_current()
+        assert trace.get_current_span(current()).get_span_context().is_valid
+    assert current() is otel_context.get_current()
+    # Another runtime context than the API's default: go through the API itself.
+    monkeypatch.setattr(otel_context, "_RUNTIME_CONTEXT", object())
+    assert _current_context_getter() is otel_context.get_current
 
 
 async def test_untraced_data_messages_make_no_spans_and_carry_no_context() -> None:
