@@ -38,7 +38,14 @@ def add_nats_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         metavar="N",
-        help="replicas of the job stream, 3 on a clustered JetStream (default: 1)",
+        help="replicas of the job streams, 3 on a clustered JetStream (default: 1)",
+    )
+    group.add_argument(
+        "--stream-max-consumers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="consumers each job stream may have (default: the server's, 1,000 from 2.15)",
     )
 
 
@@ -68,4 +75,6 @@ def nats_options(
         tls_key_file=args.tls_key,
         tls_hostname=args.tls_hostname,
     )
-    return connect, JetStreamOptions(replicas=args.stream_replicas)
+    return connect, JetStreamOptions(
+        replicas=args.stream_replicas, max_consumers=args.stream_max_consumers
+    )

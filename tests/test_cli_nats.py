@@ -24,13 +24,14 @@ def test_secrets_come_from_the_environment() -> None:
     assert (connect.user, connect.password, connect.token) == ("alice", "s3cret", None)
     assert connect.name == "w"
     assert jetstream.replicas == 1
+    assert jetstream.max_consumers is None
 
 
 def test_files_tls_and_replicas() -> None:
     args = parse(
         "--nats-url", "tls://n:4222", "--nats-creds", "/s/u.creds", "--tls-ca", "/t/ca.pem",
         "--tls-cert", "/t/c.pem", "--tls-key", "/t/c.key", "--tls-hostname", "nats",
-        "--stream-replicas", "3",
+        "--stream-replicas", "3", "--stream-max-consumers", "5000",
     )  # fmt: skip
     connect, jetstream = nats_options(args, name="w", environ={"NATSBUS_NATS_TOKEN": "t"})
     assert connect.user_credentials == "/s/u.creds"
@@ -40,6 +41,7 @@ def test_files_tls_and_replicas() -> None:
     assert connect.tls_hostname == "nats"
     assert connect.token == "t"
     assert jetstream.replicas == 3
+    assert jetstream.max_consumers == 5000
 
 
 def test_a_user_without_a_password_is_refused() -> None:
@@ -51,3 +53,6 @@ def test_a_user_without_a_password_is_refused() -> None:
 def test_bad_replicas_are_refused() -> None:
     with pytest.raises(ValueError, match="replicas"):
         nats_options(parse("--nats-url", "n", "--stream-replicas", "0"), name="w", environ={})
+    with pytest.raises(ValueError, match="max_consumers"):
+        args = parse("--nats-url", "n", "--stream-max-consumers", "0")
+        nats_options(args, name="w", environ={})

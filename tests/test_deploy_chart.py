@@ -329,6 +329,7 @@ def test_default_nats_url_and_stream_replicas(default_render: Render) -> None:
     # the NATS chart names its client Service <release>-nats
     assert flags(container, "--nats-url") == ["nats://r-nats.ns.svc:4222"]
     assert flag(container, "--stream-replicas") == "3"
+    assert "--stream-max-consumers" not in container["args"]
 
 
 @pytest.mark.parametrize(
@@ -552,6 +553,7 @@ def test_worker_arguments(all_render: Render) -> None:
         assert flag(container, "--runner-name") == "$(POD_NAME)"
         assert "POD_NAME" in env_of(container)
         assert flag(container, "--stream-replicas") == "3"
+        assert flag(container, "--stream-max-consumers") == "5000"
     embedder = worker(all_render.one("Deployment", "bus-embedder"))
     assert embedder["image"] == (
         "registry.example.com/acme/embedder@sha256:"
@@ -766,7 +768,8 @@ def test_scaled_objects_name_the_stream_and_consumer_the_bus_creates(all_render:
         metadata = trigger["metadata"]
         assert all(isinstance(value, str) for value in metadata.values()), metadata
         layout = SubjectLayout(group["channel"])
-        assert metadata["stream"] == JetStreamOptions().stream == layout.stream
+        assert metadata["stream"] == layout.request_stream
+        assert layout.request_stream == f"{JetStreamOptions().stream}_REQUESTS"
         assert metadata["consumer"] == layout.job_consumer(group["workerName"])
         assert metadata["natsServerMonitoringEndpoint"] == (
             "nats-headless.messaging.svc.cluster.local:8222"
@@ -825,7 +828,7 @@ def test_chart_job_consumer_matches_subject_layout(helm: Helm, tmp_path: Path) -
             channel,
             name,
         )
-        assert annotations["natsbus.io/job-stream"] == JetStreamOptions().stream
+        assert annotations["natsbus.io/job-stream"] == SubjectLayout(channel).request_stream
         assert flag(worker(deployment), "--name") == name
         assert flag(worker(deployment), "--channel") == channel
 
@@ -981,6 +984,7 @@ def test_notes_with_every_option(helm: Helm) -> None:
         (["nats.enabled=false"], "externalNats"),
         (["nats.enabled=false", "externalNats.urls[0]=http://x:4222"], "/externalNats/urls/0"),
         (["jetstream.streamReplicas=0"], "/jetstream/streamReplicas"),
+        (["jetstream.maxConsumers=0"], "/jetstream/maxConsumers"),
         (["workerDefaults.autoscaling.enabled=yes"], "/workerDefaults/autoscaling/enabled"),
         (["image.digest=sha256:abc"], "/image/digest"),
         (

@@ -45,10 +45,12 @@ async def test_jobs_keep_flowing_when_a_cluster_node_dies() -> None:
         async with worker_bus, client_bus:
             probe = await nats.connect(cluster.urls[1])
             try:
-                info = await probe.jetstream().stream_info(worker_bus.layout.stream)
+                layout = worker_bus.layout
+                for stream in (layout.stream, layout.request_stream):
+                    info = await probe.jetstream().stream_info(stream)
+                    assert info.config.num_replicas == 3, stream
             finally:
                 await probe.close()
-            assert info.config.num_replicas == 3
             for i in range(10):
                 await client_bus.send(BusJobRequestMessage(f"a{i}", source="client", target="w"))
             await client.wait_until(lambda: len(client.received) == 10)

@@ -222,16 +222,24 @@ async def test_nats_exchange_jobs_and_bad_input_show_in_metrics(nats_url: str) -
         )
         == 0
     )
-    assert (
-        result.value(
-            "natsbus_jetstream_consumer_ack_pending_messages", role="job_control", worker="echo"
+    for lane in ("system", "data"):
+        assert (
+            result.value(
+                "natsbus_jetstream_consumer_ack_pending_messages", role="instance", lane=lane
+            )
+            == 0
         )
-        == 0
-    )
     assert result.labels("natsbus_jetstream_consumer_pending_messages", "role") == {
         "job_requests",
-        "job_control",
-        "job_replies",
+        "instance",
+    }
+    # A request consumer for each subscriber that may take jobs (plain subscribers may), none
+    # for the runner; the instance consumers have no worker.
+    assert result.labels("natsbus_jetstream_consumer_pending_messages", "worker") == {
+        "echo",
+        "receiver",
+        "requester",
+        "",
     }
     assert {s.name for s in result.samples} >= {
         "natsbus_subscriber_queue_depth",

@@ -50,6 +50,18 @@ class BusSubscriber:
         """
         return frozenset((self.name,))
 
+    @property
+    def bus_job_targets(self) -> frozenset[str]:
+        """Targets whose job requests this subscriber takes and runs.
+
+        A network bus keeps a JetStream consumer for each of them (shared with the other
+        buses that host the same target), and reads their job cancels. The default is
+        :attr:`bus_targets` (nothing for an observer). A subscriber that never runs jobs (a
+        runner, a bridge) returns an empty set and so costs the server no consumer.
+        """
+        targets = self.bus_targets
+        return frozenset() if targets is None else targets
+
     async def on_bus_message(self, message: BusMessage) -> None:
         """Handle an incoming bus message.
 

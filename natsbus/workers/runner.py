@@ -108,6 +108,11 @@ class WorkerRunner(BusSubscriber):
         return frozenset((self._name,))
 
     @property
+    def bus_job_targets(self) -> frozenset[str]:
+        """None: a runner runs no job itself (its workers subscribe on their own)."""
+        return frozenset()
+
+    @property
     def bus(self) -> WorkerBus:
         """The bus the workers are hosted on."""
         return self._bus

@@ -34,28 +34,21 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import OutboundBufferLimitError
-from nats.js.api import ConsumerConfig
 from nats.js.client import JetStreamContext
 
 from natsbus.bus.base import BusMetricsProvider, BusObserverFactory, WorkerBus
 from natsbus.bus.dispatch import DEFAULT_TIME_SLICE, DispatchObserver
 from natsbus.bus.nats.connection import open_connection
-from natsbus.bus.nats.consumers import ConsumerStatistics, query_consumers
+from natsbus.bus.nats.consumer_set import ConsumerSet
+from natsbus.bus.nats.consumers import ConsumerStatistics
 from natsbus.bus.nats.fairness import yield_between_reads
 from natsbus.bus.nats.inbound import InboundDecoder
 from natsbus.bus.nats.intake import MSG_ID_HEADER, REPLY_TO_HEADER, JobIntake
-from natsbus.bus.nats.jetstream import (
-    delete_consumer_quietly,
-    ensure_consumer,
-    ensure_stream,
-    instance_consumer_config,
-    job_consumer_config,
-)
+from natsbus.bus.nats.jetstream import ensure_streams
 from natsbus.bus.nats.layout import DEFAULT_PREFIX, Lane, SubjectLayout
 from natsbus.bus.nats.ledger import JobLedger
 from natsbus.bus.nats.options import JetStreamOptions, NatsConnectOptions
-from natsbus.bus.nats.outbox import JobOutbox, OutboundJobMessage
-from natsbus.bus.nats.pull import PullLoop
+from natsbus.bus.nats.outbox import EXPECTED_STREAM_HEADER, JobOutbox, OutboundJobMessage
 from natsbus.bus.subscriber import BusSubscriber
 from natsbus.codec import Codec
 from natsbus.errors import BusUnavailableError, MessageTooLargeError
@@ -147,9 +140,7 @@ class NatsBus(WorkerBus):
         self._clients: dict[Lane, Client] = {}
         self._jetstream: dict[Lane, JetStreamContext] = {}
         self._core_subscriptions: dict[str, Subscription] = {}
-        self._job_loops: dict[str, PullLoop] = {}
-        self._control_loops: dict[str, PullLoop] = {}
-        self._reply_loops: list[PullLoop] = []
+        self._consumers: ConsumerSet | None = None
         self._outboxes: dict[Lane, JobOutbox] = {}
         self._ledger = JobLedger(
             ack_wait=self._js_options.ack_wait, max_in_flight=self._js_options.max_jobs_in_flight
@@ -171,7 +162,7 @@ class NatsBus(WorkerBus):
         )
         self._sent_before_start: list[BusMessage] = []
         self._last_yield = 0.0
-        self._jobs_paused = False
+        self._jobs_paused = False  # kept here too: pause_jobs() may come before start()
         self._kinds: dict[type[BusMessage], tuple[Lane, bool]] = {}
         self._core_subjects: dict[tuple[Lane, str | None], str] = {}
 
@@ -204,7 +195,7 @@ class NatsBus(WorkerBus):
         if self._connected:
             return
         await self._connect()
-        await ensure_stream(self._jetstream["data"], self._layout, self._js_options)
+        await ensure_streams(self._jetstream["data"], self._layout, self._js_options)
         for lane in _LANES:
             outbox = JobOutbox(
                 client=self._clients[lane],
@@ -215,8 +206,18 @@ class NatsBus(WorkerBus):
             )
             await outbox.start()
             self._outboxes[lane] = outbox
-        for lane in _LANES:
-            self._reply_loops.append(await self._start_reply_loop(lane))
+        self._consumers = ConsumerSet(
+            clients=self._clients,
+            jetstream=self._jetstream,
+            layout=self._layout,
+            options=self._js_options,
+            instance=self._instance,
+            intake=self._intake,
+            ledger=self._ledger,
+        )
+        await self._consumers.start()
+        if self._jobs_paused:
+            await self._consumers.pause_jobs()
         self._ledger.start()
         self._connected = True
         await super().start()
@@ -236,21 +237,19 @@ class NatsBus(WorkerBus):
             await super().stop()
             return
         self._connected = False
-        loops = [*self._job_loops.values(), *self._control_loops.values(), *self._reply_loops]
-        for loop in loops:
-            await loop.stop()
+        consumers = self._consumers
+        if consumers is not None:
+            await consumers.stop()
         for outbox in self._outboxes.values():
             await outbox.close()
         await self._ledger.stop(release=True)
-        await self._delete_instance_consumers()
+        if consumers is not None:
+            await consumers.delete_instance_consumers()
         # Acknowledgements and terminations still on their way.
         await asyncio.gather(*self._background, return_exceptions=True)
         for subscription in self._core_subscriptions.values():
             await self._unsubscribe_quietly(subscription)
         self._core_subscriptions.clear()
-        self._job_loops.clear()
-        self._control_loops.clear()
-        self._reply_loops.clear()
         await super().stop()
         if self._given_clients is None:
             for client in {id(c): c for c in self._clients.values()}.values():
@@ -282,8 +281,8 @@ class NatsBus(WorkerBus):
         # after the pause, nor change the loops while they are being paused.
         async with self._interest_lock:
             self._jobs_paused = True
-            for loop in list(self._job_loops.values()):
-                await loop.pause()
+            if self._consumers is not None:
+                await self._consumers.pause_jobs()
 
     async def subscribe(self, subscriber: BusSubscriber) -> None:
         """Register a subscriber and listen for the targets it answers to."""
@@ -320,10 +319,7 @@ class NatsBus(WorkerBus):
             for connection, up in self.connections().items()
             if not up
         )
-        targets, _ = self._wanted_targets()
-        missing = {w for w in targets if w not in self._control_loops}
-        if not self._jobs_paused:
-            missing.update(w for w in targets if w not in self._job_loops)
+        missing = self._consumers.missing(self._job_workers()) if self._consumers else set()
         if missing:
             reasons.append(f"consumers not in place for {sorted(missing)}")
         return reasons
@@ -339,17 +335,9 @@ class NatsBus(WorkerBus):
         Returns:
             One entry per consumer that answered.
         """
-        if not self._connected:
+        if not self._connected or self._consumers is None:
             return []
-        wanted: list[tuple[str, str, Lane, str]] = [
-            *(("job_requests", w, "data", loop.consumer) for w, loop in self._job_loops.items()),
-            *(("job_control", w, "sys", loop.consumer) for w, loop in self._control_loops.items()),
-            *(
-                ("job_replies", "", lane, loop.consumer)
-                for lane, loop in zip(_LANES, self._reply_loops, strict=False)
-            ),
-        ]
-        return await query_consumers(self._jetstream, self._layout.stream, wanted, timeout)
+        return await self._consumers.statistics(timeout)
 
     # --- sending ------------------------------------------------------------------------------
 
@@ -415,6 +403,7 @@ class NatsBus(WorkerBus):
             if isinstance(message, BusJobRequestMessage):
                 subject = self._layout.job_requests(message.target)
                 headers[REPLY_TO_HEADER] = self._instance
+                headers[EXPECTED_STREAM_HEADER] = self._layout.request_stream
             else:
                 subject = self._layout.job_control(message.target)
         else:
@@ -443,9 +432,8 @@ class NatsBus(WorkerBus):
     def _answered_callback(self, job_key: tuple[str, str]) -> Callable[[], None]:
         def answered() -> None:
             job = self._intake.answered(job_key)
-            loop = self._job_loops.get(job.worker) if job is not None else None
-            if loop is not None:
-                loop.room_made()
+            if job is not None and self._consumers is not None:
+                self._consumers.room_made(job.worker)
 
         return answered
 
@@ -522,42 +510,11 @@ class NatsBus(WorkerBus):
 
     async def _on_reconnected(self) -> None:
         # Pending pull requests died with the old connection: ask again at once.
-        for loop in [*self._job_loops.values(), *self._control_loops.values()]:
-            loop.renew()
-        for loop in self._reply_loops:
-            loop.renew()
+        if self._consumers is not None:
+            self._consumers.renew()
 
     async def _on_client_error(self, error: Exception) -> None:
         logger.warning("NATS client error: %s", error)
-
-    async def _start_loop(
-        self,
-        lane: Lane,
-        config: ConsumerConfig,
-        on_message: Any,
-        capacity: Any,
-    ) -> PullLoop:
-        async def ensure() -> None:
-            await ensure_consumer(self._jetstream[lane], self._layout.stream, config)
-
-        await ensure()
-        assert config.name is not None
-        loop = PullLoop(
-            client=self._clients[lane],
-            stream=self._layout.stream,
-            consumer=config.name,
-            on_message=on_message,
-            capacity=capacity,
-            ensure_consumer=ensure,
-        )
-        await loop.start()
-        return loop
-
-    async def _start_reply_loop(self, lane: Lane) -> PullLoop:
-        name = self._layout.instance_consumer(self._instance, f"rsp-{lane}")
-        subject = self._layout.job_replies(self._instance, lane)
-        config = instance_consumer_config(name, subject, self._js_options)
-        return await self._start_loop(lane, config, self._intake.on_routed_message, lambda: 256)
 
     async def _sync_interest(self) -> None:
         """Listen for exactly the targets the local subscribers answer to."""
@@ -581,38 +538,10 @@ class NatsBus(WorkerBus):
                         pending_msgs_limit=-1,
                         pending_bytes_limit=-1,
                     )
-            await self._sync_job_consumers(targets)
+            if self._consumers is not None:
+                await self._consumers.sync(self._job_workers())
             for client in self._clients.values():
                 await client.flush()
-
-    async def _sync_job_consumers(self, workers: set[str]) -> None:
-        """Pull job requests and job controls for exactly the workers hosted here."""
-        for worker in set(self._control_loops) - workers:
-            job_loop = self._job_loops.pop(worker, None)
-            if job_loop is not None:
-                await job_loop.stop()
-            control = self._control_loops.pop(worker)
-            await control.stop()
-            await delete_consumer_quietly(
-                self._jetstream["sys"], self._layout.stream, control.consumer
-            )
-        for worker in workers - set(self._control_loops):
-            if not self._jobs_paused:  # a drain takes no job for a worker that joins now
-                self._job_loops[worker] = await self._start_loop(
-                    "data",
-                    job_consumer_config(self._layout, worker, self._js_options),
-                    lambda msg, worker=worker: self._intake.on_job_request(worker, msg),
-                    lambda worker=worker: self._ledger.room(worker),
-                )
-            name = self._layout.instance_consumer(
-                self._instance, f"ctl-{self._layout.job_consumer(worker)}"
-            )
-            config = instance_consumer_config(
-                name, self._layout.job_control(worker), self._js_options
-            )
-            self._control_loops[worker] = await self._start_loop(
-                "sys", config, self._intake.on_routed_message, lambda: 256
-            )
 
     def _wanted_targets(self) -> tuple[set[str], bool]:
         targets: set[str] = set()
@@ -625,10 +554,12 @@ class NatsBus(WorkerBus):
                 targets.update(declared)
         return targets, observe_all
 
-    async def _delete_instance_consumers(self) -> None:
-        names = [loop.consumer for loop in [*self._control_loops.values(), *self._reply_loops]]
-        for name in names:
-            await delete_consumer_quietly(self._jetstream["sys"], self._layout.stream, name)
+    def _job_workers(self) -> set[str]:
+        """The workers whose job requests the local subscribers take."""
+        workers: set[str] = set()
+        for subscriber in self.subscribers:
+            workers.update(subscriber.bus_job_targets)
+        return workers
 
     async def _unsubscribe_quietly(self, subscription: Subscription) -> None:
         try:

@@ -20,9 +20,10 @@ class ConsumerStatistics:
     """The server's view of one JetStream consumer a bus reads from.
 
     Attributes:
-        role: ``job_requests`` (shared by every bus hosting the worker), ``job_control`` or
-            ``job_replies`` (this bus instance's own).
-        worker: The hosted worker it serves; empty for ``job_replies``.
+        role: ``job_requests`` (one worker's, shared by every bus hosting it) or ``instance``
+            (this bus instance's own: its replies, and on the system lane the controls of
+            the workers it hosts).
+        worker: The hosted worker it serves; empty for ``instance``.
         lane: ``system`` or ``data``.
         name: The consumer's name.
         pending: Messages stored and not yet delivered to any bus.
@@ -39,20 +40,18 @@ class ConsumerStatistics:
 
 async def query_consumers(
     jetstream: Mapping[Lane, JetStreamContext],
-    stream: str,
-    wanted: Iterable[tuple[str, str, Lane, str]],
+    wanted: Iterable[tuple[str, str, Lane, str, str]],
     timeout: float,
 ) -> list[ConsumerStatistics]:
     """Ask the server about each consumer; those it cannot answer for now are left out.
 
     Args:
         jetstream: The bus's JetStream contexts by lane (``sys``, ``data``).
-        stream: The job stream.
-        wanted: ``(role, worker, lane, consumer name)`` for each consumer.
+        wanted: ``(role, worker, lane, stream, consumer name)`` for each consumer.
         timeout: Seconds to wait for each answer.
     """
     found: list[ConsumerStatistics] = []
-    for role, worker, lane, name in wanted:
+    for role, worker, lane, stream, name in wanted:
         try:
             info = await jetstream[lane].consumer_info(stream, name, timeout=timeout)
         except Exception:  # away, or deleted meanwhile: nothing to say about it now

@@ -1,12 +1,21 @@
-"""The JetStream objects a NatsBus relies on: the job stream and its consumers.
+"""The JetStream objects a NatsBus relies on: the two job streams and their consumers.
 
 Creating them is idempotent, so every bus of a deployment can call these at start-up.
+
+* The **job stream** (limits retention) keeps job controls and replies; every bus instance
+  reads it through two consumers of its own, one per lane.
+* The **request stream** (work-queue retention) keeps job requests until they are answered;
+  every bus hosting a worker pulls from that worker's one durable consumer. Work-queue
+  retention is what makes it safe to let that consumer expire when no bus has hosted the
+  worker for a while: a new one made later starts from the requests still stored, which are
+  exactly those not yet answered.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Final
+from collections.abc import Sequence
+from typing import Any, Final
 
 from nats.js.api import (
     AckPolicy,
@@ -25,7 +34,7 @@ from natsbus.bus.nats.options import JetStreamOptions
 __all__ = [
     "delete_consumer_quietly",
     "ensure_consumer",
-    "ensure_stream",
+    "ensure_streams",
     "instance_consumer_config",
     "job_consumer_config",
 ]
@@ -35,19 +44,43 @@ logger = logging.getLogger(__name__)
 _STREAM_CONFIG_CONFLICT: Final = 10058
 
 
-async def ensure_stream(
+async def ensure_streams(
     jetstream: JetStreamContext, layout: SubjectLayout, options: JetStreamOptions
 ) -> None:
-    """Create the job stream, or bring an existing one to these settings."""
-    config = StreamConfig(
-        name=layout.stream,
-        subjects=SubjectLayout.stream_subjects(layout.prefix),
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        num_replicas=options.replicas,
-        max_age=options.max_age,
-        duplicate_window=options.duplicate_window,
+    """Create the job stream and the request stream, or bring existing ones to these settings.
+
+    The job stream goes first: a job stream of an earlier natsbus captured requests too
+    (``<prefix>.*.job.>``), and narrowing it is what makes room for the request stream.
+    """
+    common: dict[str, Any] = {
+        "storage": StorageType.FILE,
+        "num_replicas": options.replicas,
+        "max_age": options.max_age,
+        "duplicate_window": options.duplicate_window,
+    }
+    if options.max_consumers is not None:
+        common["max_consumers"] = options.max_consumers
+    await _ensure_stream(
+        jetstream,
+        StreamConfig(
+            name=layout.stream,
+            subjects=SubjectLayout.stream_subjects(layout.prefix),
+            retention=RetentionPolicy.LIMITS,
+            **common,
+        ),
     )
+    await _ensure_stream(
+        jetstream,
+        StreamConfig(
+            name=layout.request_stream,
+            subjects=SubjectLayout.request_stream_subjects(layout.prefix),
+            retention=RetentionPolicy.WORK_QUEUE,
+            **common,
+        ),
+    )
+
+
+async def _ensure_stream(jetstream: JetStreamContext, config: StreamConfig) -> None:
     try:
         await jetstream.add_stream(config)
     except BadRequestError as error:
@@ -59,7 +92,11 @@ async def ensure_stream(
 def job_consumer_config(
     layout: SubjectLayout, worker: str, options: JetStreamOptions
 ) -> ConsumerConfig:
-    """The durable consumer every bus hosting ``worker`` shares for its job requests."""
+    """The durable consumer every bus hosting ``worker`` shares for its job requests.
+
+    The server deletes it once no bus has pulled from it, nor held one of its requests, for
+    ``job_consumer_inactive_threshold`` seconds.
+    """
     name = layout.job_consumer(worker)
     return ConsumerConfig(
         name=name,
@@ -71,15 +108,24 @@ def job_consumer_config(
         # One delivery more than the attempts: the bus that gets it answers 'error' instead.
         max_deliver=options.max_attempts + 1,
         max_waiting=512,
+        inactive_threshold=options.job_consumer_inactive_threshold,
     )
 
 
-def instance_consumer_config(name: str, subject: str, options: JetStreamOptions) -> ConsumerConfig:
-    """A consumer of one bus instance; the server deletes it if the instance goes away."""
+def instance_consumer_config(
+    name: str, subjects: Sequence[str], options: JetStreamOptions
+) -> ConsumerConfig:
+    """A consumer of one bus instance; the server deletes it if the instance goes away.
+
+    Args:
+        name: The consumer's name.
+        subjects: What it reads (disjoint subjects); a bus updates them as its workers change.
+        options: The bus's JetStream options.
+    """
     return ConsumerConfig(
         name=name,
         durable_name=name,
-        filter_subject=subject,
+        filter_subjects=list(subjects),
         deliver_policy=DeliverPolicy.NEW,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=options.ack_wait,
@@ -88,7 +134,11 @@ def instance_consumer_config(name: str, subject: str, options: JetStreamOptions)
 
 
 async def ensure_consumer(jetstream: JetStreamContext, stream: str, config: ConsumerConfig) -> None:
-    """Create a consumer; an existing one with other settings is shared as it is."""
+    """Create a consumer, or update it to ``config``; one that cannot be updated is shared.
+
+    (``add_consumer`` with a name creates or updates: the server takes what may change, such
+    as an instance consumer's subjects, and refuses what may not.)
+    """
     try:
         await jetstream.add_consumer(stream, config)
     except BadRequestError as error:

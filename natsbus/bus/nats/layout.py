@@ -1,4 +1,4 @@
-"""Where a NatsBus puts each message: subjects, the job stream and its consumers.
+"""Where a NatsBus puts each message: subjects, the job streams and their consumers.
 
 One channel is one namespace; every subject starts with ``<prefix>.<channel>``::
 
@@ -6,11 +6,18 @@ One channel is one namespace; every subject starts with ``<prefix>.<channel>``::
     <prefix>.<C>.sys.to.<W>           core NATS, system lane, targeted at worker W
     <prefix>.<C>.data.all             core NATS, data lane, broadcasts
     <prefix>.<C>.data.to.<W>          core NATS, data lane, targeted at worker W
-    <prefix>.<C>.job.req.<W>          JetStream: job requests for W, one shared consumer
-    <prefix>.<C>.job.ctl.<W>          JetStream: cancels and update requests for W's jobs,
-                                      seen by every bus that hosts W
-    <prefix>.<C>.job.rsp.<I>.sys      JetStream: urgent responses/updates for bus instance I
-    <prefix>.<C>.job.rsp.<I>.data     JetStream: responses, updates, stream chunks for I
+    <prefix>.<C>.job.req.<W>          JetStream (request stream): job requests for W, one
+                                      consumer shared by every bus hosting W
+    <prefix>.<C>.job.ctl.<W>          JetStream (job stream): cancels and update requests
+                                      for W's jobs, seen by every bus that hosts W
+    <prefix>.<C>.job.rsp.<I>.sys      JetStream (job stream): urgent responses/updates for
+                                      bus instance I
+    <prefix>.<C>.job.rsp.<I>.data     JetStream (job stream): responses, updates, stream
+                                      chunks for I
+
+Requests live in a work-queue stream of their own (``<stream>_REQUESTS``): a request leaves it
+once answered, so a consumer that expired while no bus hosted its worker can be made again
+without handing out what was already done.
 
 ``<C>`` and ``<W>`` are names escaped by :func:`~natsbus.bus.nats.subjects.encode_token`, so
 any worker name works (dots, spaces, ``*``, ``>`` and non-ASCII included). ``<I>`` is the
@@ -46,7 +53,8 @@ class SubjectLayout:
     Args:
         channel: The channel name (any text; escaped into one subject token).
         prefix: First subject token, shared by every channel of one deployment.
-        stream: Name of the JetStream stream that stores job messages.
+        stream: Name of the JetStream stream that stores job controls and replies; job
+            requests go to :attr:`request_stream`.
     """
 
     channel: str
@@ -82,10 +90,20 @@ class SubjectLayout:
         """Subject of job responses, updates and stream chunks for one bus instance."""
         return f"{self.root}.job.rsp.{instance}.{lane}"
 
+    @property
+    def request_stream(self) -> str:
+        """Name of the work-queue stream that stores job requests: ``<stream>_REQUESTS``."""
+        return f"{self.stream}_REQUESTS"
+
     @staticmethod
     def stream_subjects(prefix: str = DEFAULT_PREFIX) -> list[str]:
-        """Subjects the job stream captures: the job messages of every channel."""
-        return [f"{prefix}.*.job.>"]
+        """Subjects the job stream captures: job controls and replies of every channel."""
+        return [f"{prefix}.*.job.ctl.*", f"{prefix}.*.job.rsp.*.*"]
+
+    @staticmethod
+    def request_stream_subjects(prefix: str = DEFAULT_PREFIX) -> list[str]:
+        """Subjects the request stream captures: job requests of every channel."""
+        return [f"{prefix}.*.job.req.*"]
 
     def job_consumer(self, worker: str) -> str:
         """Durable consumer shared by every bus hosting ``worker`` in this channel.
@@ -97,6 +115,10 @@ class SubjectLayout:
         readable = _consumer_safe(f"{self.channel}_{worker}")[:48]
         return f"jobs_{readable}_{digest[:12]}"
 
-    def instance_consumer(self, instance: str, role: str) -> str:
-        """Consumer of one bus instance (``role``: ``ctl``, ``rsp-sys`` or ``rsp-data``)."""
-        return f"inst_{instance}_{role}"
+    def instance_consumer(self, instance: str, lane: Lane) -> str:
+        """Consumer of one bus instance on one lane.
+
+        It reads the instance's replies on that lane, and on the system lane the controls of
+        every worker the instance hosts.
+        """
+        return f"inst_{instance}_{lane}"

@@ -121,7 +121,8 @@ class JetStreamOptions:
     """How a NatsBus keeps job messages on JetStream.
 
     Attributes:
-        stream: Name of the stream that stores every channel's job messages.
+        stream: Name of the stream that stores every channel's job controls and replies; job
+            requests go to a work-queue stream named ``<stream>_REQUESTS``.
         replicas: Stream replicas; 3 on a clustered JetStream for a job to survive a node.
         max_age: Seconds a job message is kept (a request not taken by then is dropped).
         duplicate_window: Seconds within which a re-published message id is de-duplicated.
@@ -132,6 +133,13 @@ class JetStreamOptions:
         max_jobs_in_flight: Job requests one bus takes at once for each worker it hosts.
         instance_inactive_threshold: Seconds after which the server deletes the consumers of
             a bus instance that went away without cleaning up.
+        job_consumer_inactive_threshold: Seconds after which the server deletes the job
+            request consumer of a worker that no bus has hosted for that long (a channel per
+            session leaves one behind per worker). Requests not yet taken stay stored, and the
+            next bus to host the worker makes the consumer again and gets them.
+        max_consumers: Consumers each of the two streams may have; None keeps the server's
+            default (1,000 per stream from nats-server 2.15). A bus uses two consumers of the
+            job stream, and each worker of a channel one of the request stream.
         publish_retry_interval: Seconds between attempts to store a job message while the
             server does not answer.
         outbox_size: Job messages held in memory while waiting to be stored; ``send()``
@@ -146,6 +154,8 @@ class JetStreamOptions:
     max_attempts: int = 5
     max_jobs_in_flight: int = 64
     instance_inactive_threshold: float = 300.0
+    job_consumer_inactive_threshold: float = 3600.0
+    max_consumers: int | None = None
     publish_retry_interval: float = 0.25
     outbox_size: int = 10_000
 
@@ -162,3 +172,11 @@ class JetStreamOptions:
             )
         if self.ack_wait <= 0:
             raise ValueError(f"JetStreamOptions.ack_wait must be > 0, got {self.ack_wait!r}")
+        for name in ("instance_inactive_threshold", "job_consumer_inactive_threshold"):
+            value = getattr(self, name)
+            if value <= 0:
+                raise ValueError(f"JetStreamOptions.{name} must be > 0, got {value!r}")
+        if self.max_consumers is not None and self.max_consumers < 1:
+            raise ValueError(
+                f"JetStreamOptions.max_consumers must be >= 1 or None, got {self.max_consumers!r}"
+            )

@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -26,9 +27,11 @@ from nats.aio.subscription import Subscription
 
 from natsbus.errors import BusClosedError
 
-__all__ = ["JobOutbox", "OutboundJobMessage"]
+__all__ = ["EXPECTED_STREAM_HEADER", "JobOutbox", "OutboundJobMessage"]
 
 logger = logging.getLogger(__name__)
+
+EXPECTED_STREAM_HEADER: Final = "Nats-Expected-Stream"
 
 
 @dataclass(slots=True)
@@ -55,7 +58,8 @@ class JobOutbox:
 
     Args:
         client: The connection to publish on.
-        stream: The stream expected to store the messages (checked by the server).
+        stream: The stream expected to store the messages (checked by the server), unless a
+            message's headers name another.
         size: Unacknowledged messages held before ``put()`` waits for room.
         retry_interval: Seconds between two looks for messages to publish again.
         ack_timeout: Seconds without an acknowledgement after which a message is sent again.
@@ -117,7 +121,9 @@ class JobOutbox:
         if self._closed:
             raise BusClosedError("the bus is stopped; job message not accepted")
         token = str(next(self._tokens))
-        message.headers["Nats-Expected-Stream"] = self._stream
+        # The stream the message must land in (the server checks): the outbox's own stream
+        # unless the message names another (job requests go to the request stream).
+        message.headers.setdefault(EXPECTED_STREAM_HEADER, self._stream)
         self._unacked[token] = message
         self._empty.clear()
         await self._send(token, message)

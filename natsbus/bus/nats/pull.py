@@ -27,6 +27,9 @@ _STATUS: Final = "Status"
 _HEARTBEAT: Final = "100"
 # 404 no messages, 408 request expired, 409 limits or leadership change: ask again.
 _REQUEST_OVER: Final = frozenset({"404", "408", "409"})
+_FIRST_BACKOFF: Final = 0.1
+"""Seconds before asking again after an unexpected status (503: the consumer has no leader
+while a cluster elects one, say); doubled on each one in a row, up to ``expires``."""
 
 
 class PullLoop:
@@ -65,6 +68,7 @@ class PullLoop:
         self._subscription: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
         self._outstanding = 0
+        self._failures = 0  # unexpected statuses in a row: the next ask waits longer
         self._paused = False
         self._request_over = asyncio.Event()
         self._room = asyncio.Event()
@@ -105,6 +109,13 @@ class PullLoop:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
+    @property
+    def backoff(self) -> float:
+        """Seconds the loop waits before its next ask (0 unless the last answers failed)."""
+        if not self._failures:
+            return 0.0
+        return min(self._expires, _FIRST_BACKOFF * float(2 ** min(self._failures - 1, 10)))
+
     def room_made(self) -> None:
         """Tell the loop that its owner can take more messages (a job finished)."""
         self._room.set()
@@ -124,6 +135,7 @@ class PullLoop:
             except Exception:  # disconnected: ack_wait redelivers it anyway
                 logger.debug("could not release a message on %s", self._consumer, exc_info=True)
         elif status is None:
+            self._failures = 0
             self._outstanding = max(0, self._outstanding - 1)
             if self._outstanding == 0:
                 self._request_over.set()
@@ -134,8 +146,12 @@ class PullLoop:
             self._outstanding = 0
             self._request_over.set()
         else:
-            logger.warning(
-                "consumer %s answered a pull with status %s %s",
+            # Asking again at once would spin (a 503 comes back in a millisecond while a
+            # cluster elects a leader): say it once per streak, then back off.
+            self._failures += 1
+            logger.log(
+                logging.WARNING if self._failures == 1 else logging.DEBUG,
+                "consumer %s answered a pull with status %s %s; asking again with backoff",
                 self._consumer,
                 status,
                 msg.headers.get("Description", "") if msg.headers else "",
@@ -165,6 +181,8 @@ class PullLoop:
                 # No answer at all (the request was lost in a reconnect): make sure the
                 # consumer still exists, then ask again.
                 await self._ensure_quietly()
+            if self._failures:
+                await asyncio.sleep(self.backoff)
 
     async def _ask(self, batch: int) -> None:
         request = {"batch": batch, "expires": int(self._expires * 1e9)}

@@ -110,8 +110,9 @@ tests/test_deploy_chart.py checks this against the Python function for tricky na
 {{- printf "jobs_%s_%s" $readable (trunc 12 $digest) -}}
 {{- end -}}
 
-{{/* The job stream: JetStreamOptions.stream, which `natsbus run` leaves at its default. */}}
-{{- define "natsbus.jobStream" -}}NATSBUS_JOBS{{- end -}}
+{{/* The stream of job requests, whose consumers KEDA watches: SubjectLayout.request_stream
+(JetStreamOptions.stream + "_REQUESTS"), which `natsbus run` leaves at its default. */}}
+{{- define "natsbus.jobStream" -}}NATSBUS_JOBS_REQUESTS{{- end -}}
 
 {{/* The NATS chart's full name, computed as that chart does. */}}
 {{- define "natsbus.natsFullname" -}}

@@ -1,0 +1,239 @@
+"""The JetStream consumers one NatsBus reads from, and the pull loops that read them.
+
+A bus needs few consumers, because a server holds a limited number per stream (1,000 by
+default from nats-server 2.15) and a deployment with a channel per session runs many buses:
+
+* two of its **instance**, whatever it hosts: the system one reads the bus's urgent replies
+  and the controls (cancels, update requests) of every worker it hosts, the data one its
+  other replies. When the hosted workers change, the system consumer's subjects are updated
+  in place;
+* one **job request** consumer per hosted worker that takes jobs, shared with every other bus
+  hosting that worker in the channel. It outlives the buses (requests wait in it while no bus
+  hosts the worker) until the server expires it after
+  ``JetStreamOptions.job_consumer_inactive_threshold``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from functools import partial
+from typing import Final
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig
+from nats.js.client import JetStreamContext
+
+from natsbus.bus.nats.consumers import ConsumerStatistics, query_consumers
+from natsbus.bus.nats.intake import JobIntake
+from natsbus.bus.nats.jetstream import (
+    delete_consumer_quietly,
+    ensure_consumer,
+    instance_consumer_config,
+    job_consumer_config,
+)
+from natsbus.bus.nats.layout import Lane, SubjectLayout
+from natsbus.bus.nats.ledger import JobLedger
+from natsbus.bus.nats.options import JetStreamOptions
+from natsbus.bus.nats.pull import PullLoop
+
+__all__ = ["ConsumerSet"]
+
+logger = logging.getLogger(__name__)
+
+_LANES: Final[tuple[Lane, Lane]] = ("sys", "data")
+_ROUTED_CREDIT: Final = 256
+"""Replies and controls asked for at once: they are handled as they come, never held."""
+
+
+def _routed_credit() -> int:
+    return _ROUTED_CREDIT
+
+
+class ConsumerSet:
+    """The consumers and pull loops of one bus (made by the bus once it is connected).
+
+    Not safe for concurrent calls: the bus serialises :meth:`sync` and :meth:`pause_jobs`.
+
+    Args:
+        clients: The bus's connections by lane.
+        jetstream: Their JetStream contexts.
+        layout: The bus's subjects and stream names.
+        options: The bus's JetStream options.
+        instance: The bus's instance id.
+        intake: Where delivered job messages go.
+        ledger: The jobs taken, for the credit each worker's loop may ask for.
+    """
+
+    def __init__(
+        self,
+        *,
+        clients: Mapping[Lane, Client],
+        jetstream: Mapping[Lane, JetStreamContext],
+        layout: SubjectLayout,
+        options: JetStreamOptions,
+        instance: str,
+        intake: JobIntake,
+        ledger: JobLedger,
+    ) -> None:
+        self._clients = clients
+        self._jetstream = jetstream
+        self._layout = layout
+        self._options = options
+        self._instance = instance
+        self._intake = intake
+        self._ledger = ledger
+        self._configs: dict[Lane, ConsumerConfig] = {}
+        self._instance_loops: dict[Lane, PullLoop] = {}
+        self._controlled: frozenset[str] = frozenset()
+        self._job_loops: dict[str, PullLoop] = {}
+        self._paused = False
+
+    @property
+    def paused(self) -> bool:
+        """Whether job requests are no longer taken (a drain)."""
+        return self._paused
+
+    async def start(self) -> None:
+        """Make the instance consumers and start reading them."""
+        for lane in _LANES:
+            config = self._instance_config(lane, frozenset())
+            self._configs[lane] = config
+            await self._jetstream[lane].add_consumer(self._layout.stream, config)
+            self._instance_loops[lane] = await self._start_loop(
+                lane,
+                stream=self._layout.stream,
+                name=config.name,
+                ensure=partial(self._ensure_instance_consumer, lane),
+                on_message=self._intake.on_routed_message,
+                capacity=_routed_credit,
+            )
+
+    async def sync(self, workers: Iterable[str]) -> None:
+        """Read the controls of, and take job requests for, exactly ``workers``.
+
+        A joining worker's controls are read before its requests are taken, and a leaving
+        worker's requests stop before its controls do, so a job is never taken here without
+        its cancels reaching it.
+
+        Raises:
+            nats.errors.Error: The server refused or did not answer; what was done stays
+                done, and the next call completes the rest.
+        """
+        wanted = frozenset(workers)
+        for worker in set(self._job_loops) - wanted:
+            await self._job_loops.pop(worker).stop()
+        await self._control(wanted)
+        if self._paused:
+            return  # a drain takes no job, even for a worker that joins now
+        for worker in wanted - set(self._job_loops):
+            config = job_consumer_config(self._layout, worker, self._options)
+            await ensure_consumer(self._jetstream["data"], self._layout.request_stream, config)
+            self._job_loops[worker] = await self._start_loop(
+                "data",
+                stream=self._layout.request_stream,
+                name=config.name,
+                ensure=partial(
+                    ensure_consumer, self._jetstream["data"], self._layout.request_stream, config
+                ),
+                on_message=partial(self._intake.on_job_request, worker),
+                capacity=partial(self._ledger.room, worker),
+            )
+
+    async def pause_jobs(self) -> None:
+        """Stop taking job requests; controls and replies keep flowing."""
+        self._paused = True
+        for loop in self._job_loops.values():
+            await loop.pause()
+
+    def missing(self, workers: Iterable[str]) -> set[str]:
+        """The workers among ``workers`` whose consumers are not in place (for readiness)."""
+        wanted = set(workers)
+        missing = wanted - self._controlled
+        if not self._paused:
+            missing.update(wanted - set(self._job_loops))
+        return missing
+
+    def room_made(self, worker: str) -> None:
+        """A job of ``worker`` was answered: its loop may ask for one more."""
+        loop = self._job_loops.get(worker)
+        if loop is not None:
+            loop.room_made()
+
+    def renew(self) -> None:
+        """Ask again at once on every loop (the connection came back)."""
+        for loop in [*self._job_loops.values(), *self._instance_loops.values()]:
+            loop.renew()
+
+    async def stop(self) -> None:
+        """Stop every loop; what was delivered and not acknowledged is redelivered."""
+        for loop in [*self._job_loops.values(), *self._instance_loops.values()]:
+            await loop.stop()
+        self._job_loops.clear()
+
+    async def delete_instance_consumers(self) -> None:
+        """Delete the instance's consumers (the server would after their inactive threshold)."""
+        stream = self._layout.stream
+        for loop in self._instance_loops.values():
+            await delete_consumer_quietly(self._jetstream["sys"], stream, loop.consumer)
+        self._instance_loops.clear()
+        self._controlled = frozenset()
+
+    async def statistics(self, timeout: float) -> list[ConsumerStatistics]:
+        """Ask the server how far behind each consumer is (see ``NatsBus.consumer_statistics``)."""
+        wanted: list[tuple[str, str, Lane, str, str]] = [
+            ("job_requests", worker, "data", self._layout.request_stream, loop.consumer)
+            for worker, loop in self._job_loops.items()
+        ]
+        wanted.extend(
+            ("instance", "", lane, self._layout.stream, loop.consumer)
+            for lane, loop in self._instance_loops.items()
+        )
+        return await query_consumers(self._jetstream, wanted, timeout)
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _instance_config(self, lane: Lane, controlled: frozenset[str]) -> ConsumerConfig:
+        subjects = [self._layout.job_replies(self._instance, lane)]
+        if lane == "sys":
+            subjects.extend(self._layout.job_control(worker) for worker in sorted(controlled))
+        name = self._layout.instance_consumer(self._instance, lane)
+        return instance_consumer_config(name, subjects, self._options)
+
+    async def _control(self, workers: frozenset[str]) -> None:
+        """Point the system instance consumer at the controls of exactly ``workers``."""
+        if workers == self._controlled:
+            return
+        config = self._instance_config("sys", workers)
+        # add_consumer on an existing name updates it: the subjects change in place, and what
+        # it already delivered stays delivered.
+        await self._jetstream["sys"].add_consumer(self._layout.stream, config)
+        self._configs["sys"] = config
+        self._controlled = workers
+
+    async def _ensure_instance_consumer(self, lane: Lane) -> None:
+        """Make the instance consumer of ``lane`` again, as it is now (the server lost it)."""
+        await ensure_consumer(self._jetstream[lane], self._layout.stream, self._configs[lane])
+
+    async def _start_loop(
+        self,
+        lane: Lane,
+        *,
+        stream: str,
+        name: str | None,
+        ensure: Callable[[], Awaitable[None]],
+        on_message: Callable[[Msg], None],
+        capacity: Callable[[], int],
+    ) -> PullLoop:
+        assert name is not None
+        loop = PullLoop(
+            client=self._clients[lane],
+            stream=stream,
+            consumer=name,
+            on_message=on_message,
+            capacity=capacity,
+            ensure_consumer=ensure,
+        )
+        await loop.start()
+        return loop

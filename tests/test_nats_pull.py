@@ -1,0 +1,48 @@
+"""PullLoop against a real server: it backs off when pulls keep failing instead of spinning."""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats
+from nats.aio.msg import Msg
+
+from natsbus.bus.nats.pull import PullLoop
+
+
+async def test_a_pull_that_keeps_failing_is_asked_again_with_backoff(nats_url: str) -> None:
+    responder, client = await nats.connect(nats_url), await nats.connect(nats_url)
+    asks = 0
+
+    async def no_leader(msg: Msg) -> None:
+        # What a cluster answers while the consumer has no leader.
+        nonlocal asks
+        asks += 1
+        await responder.publish(msg.reply, b"", headers={"Status": "503"})
+
+    await responder.subscribe("$JS.API.CONSUMER.MSG.NEXT.S.c", cb=no_leader)
+    await responder.flush()
+    delivered: list[Msg] = []
+
+    async def ensure() -> None:
+        return None
+
+    loop = PullLoop(
+        client=client,
+        stream="S",
+        consumer="c",
+        on_message=delivered.append,
+        capacity=lambda: 10,
+        ensure_consumer=ensure,
+    )
+    await loop.start()
+    try:
+        await asyncio.sleep(1.6)
+    finally:
+        await loop.stop()
+        await responder.close()
+        await client.close()
+    # 0.1 + 0.2 + 0.4 + 0.8 s of backoff fit in 1.6 s: about five asks, not hundreds.
+    assert 3 <= asks <= 6, asks
+    assert loop.backoff >= 0.8
+    assert delivered == []
