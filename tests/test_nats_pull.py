@@ -6,6 +6,7 @@ import asyncio
 
 import nats
 from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
 from natsbus.bus.nats.pull import PullLoop
 
@@ -46,3 +47,44 @@ async def test_a_pull_that_keeps_failing_is_asked_again_with_backoff(nats_url: s
     assert 3 <= asks <= 6, asks
     assert loop.backoff >= 0.8
     assert delivered == []
+
+
+async def test_a_consumer_deleted_on_the_server_is_made_again(nats_url: str) -> None:
+    client = await nats.connect(nats_url)
+    js = client.jetstream()
+    await js.add_stream(StreamConfig(name="S", subjects=["s.>"]))
+    config = ConsumerConfig(durable_name="c", ack_policy=AckPolicy.EXPLICIT)
+    made = 0
+
+    async def ensure() -> None:
+        nonlocal made
+        made += 1
+        await js.add_consumer("S", config)
+
+    await ensure()
+    delivered: list[Msg] = []
+    arrived = asyncio.Event()
+
+    def on_message(msg: Msg) -> None:
+        delivered.append(msg)
+        arrived.set()
+
+    loop = PullLoop(
+        client=client,
+        stream="S",
+        consumer="c",
+        on_message=on_message,
+        capacity=lambda: 10,
+        ensure_consumer=ensure,
+        expires=1.0,
+    )
+    await loop.start()
+    try:
+        await js.delete_consumer("S", "c")
+        await js.publish("s.x", b"after the delete")
+        await asyncio.wait_for(arrived.wait(), 10)
+    finally:
+        await loop.stop()
+        await client.close()
+    assert [m.data for m in delivered] == [b"after the delete"]
+    assert made >= 2

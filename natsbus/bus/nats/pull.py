@@ -4,7 +4,8 @@ nats-py's ``fetch()`` asks, waits, returns a batch and asks again; a job that ar
 two batches waits a whole round trip. :class:`PullLoop` keeps one pull request outstanding on
 its own inbox instead, so the server hands a message over as soon as it is stored, and it asks
 only for as many messages as its owner has room for (``capacity``), which is how a bus bounds
-the jobs it runs at once.
+the jobs it runs at once. A pull that fails (the consumer has no leader during an election, or
+is gone) is asked again after a backoff, and the consumer is made again if it went away.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class PullLoop:
         consumer: Consumer name.
         on_message: Called (synchronously, in order) for every JetStream message.
         capacity: Returns how many more messages the owner can take right now.
-        ensure_consumer: Re-creates the consumer if the server lost it.
+        ensure_consumer: Makes the consumer again if the server lost it; called when a pull
+            goes unanswered or fails (a consumer that expired answers like a missing one).
         expires: Seconds a pull request lives on the server before it is renewed.
     """
 
@@ -182,6 +184,9 @@ class PullLoop:
                 # consumer still exists, then ask again.
                 await self._ensure_quietly()
             if self._failures:
+                # A consumer that is gone (expired while the server was out of reach, say)
+                # answers 503 too: make it again, then wait before the next ask.
+                await self._ensure_quietly()
                 await asyncio.sleep(self.backoff)
 
     async def _ask(self, batch: int) -> None:
