@@ -17,13 +17,13 @@ from typing import ClassVar, Protocol, Self, runtime_checkable
 from natsbus._ids import new_id
 from natsbus.bus.dispatch import (
     DEFAULT_TIME_SLICE,
-    BusTally,
     DispatcherStatistics,
     DispatchObserver,
     LaneQueue,
     SubscriberDispatcher,
 )
 from natsbus.bus.subscriber import BusSubscriber
+from natsbus.bus.tally import BusTally
 from natsbus.errors import BusClosedError
 from natsbus.messages import BusLocalMessage, BusMessage, BusSystemMessage
 
@@ -53,7 +53,7 @@ class BusState(enum.Enum):
 
 
 class BusMetricsProvider(Protocol):
-    """Gives each bus the :class:`~natsbus.bus.dispatch.BusTally` it counts into.
+    """Gives each bus the :class:`~natsbus.bus.tally.BusTally` it counts into.
 
     :class:`natsbus.observability.BusMetrics` is one; the bus layer knows only this shape.
     """

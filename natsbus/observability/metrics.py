@@ -1,7 +1,7 @@
 """Prometheus metrics for natsbus buses and workers.
 
 The buses do not call ``prometheus_client`` on their hot paths: they count into a plain
-:class:`~natsbus.bus.dispatch.BusTally` (a dict lookup and an increment per message), and
+:class:`~natsbus.bus.tally.BusTally` (a dict lookup and an increment per message), and
 :class:`BusMetrics`, a ``prometheus_client`` collector, turns the tallies into metric families
 when the registry is scraped. That keeps a bus with metrics on within a few per cent of one
 without (``bench/overhead.py`` measures it).
@@ -37,7 +37,8 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import REGISTRY, CollectorRegistry
 
 from natsbus.bus.base import WorkerBus
-from natsbus.bus.dispatch import JOB_BUCKETS, TIMING_BUCKETS, BusTally, Lane
+from natsbus.bus.dispatch import Lane
+from natsbus.bus.tally import JOB_BUCKETS, TIMING_BUCKETS, BusTally
 from natsbus.messages import BusMessage, BusSystemMessage
 
 __all__ = ["METRIC_NAMES", "BusMetrics"]

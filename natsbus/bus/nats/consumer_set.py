@@ -90,11 +90,6 @@ class ConsumerSet:
         self._job_loops: dict[str, PullLoop] = {}
         self._paused = False
 
-    @property
-    def paused(self) -> bool:
-        """Whether job requests are no longer taken (a drain)."""
-        return self._paused
-
     async def start(self) -> None:
         """Make the instance consumers and start reading them."""
         for lane in _LANES:
