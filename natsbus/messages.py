@@ -13,6 +13,7 @@ equality: two messages with the same fields are equal whoever sent them and when
 from __future__ import annotations
 
 import enum
+import warnings
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, TypeAlias
 
@@ -177,17 +178,42 @@ class BusCancelWorkerMessage(BusSystemMessage):
     reason: str | None = None
 
 
-@dataclass
+@dataclass(init=False)
 class BusAddWorkerMessage(BusSystemMessage, BusLocalMessage):
     """Requests that the local runner add a worker.
 
-    Local-only: it carries an in-memory worker object that cannot be serialized.
+    Local-only: it carries an in-memory worker object that cannot be serialized. pipecat's
+    deprecated ``task=`` keyword is still taken for ``worker`` (with a ``DeprecationWarning``).
 
     Attributes:
         worker: The worker instance to add (a ``natsbus.workers.BaseWorker``).
     """
 
     worker: Any
+
+    def __init__(
+        self,
+        worker: Any = None,
+        *,
+        source: str,
+        target: str | None = None,
+        task: Any = None,
+    ) -> None:
+        if task is not None:
+            warnings.warn(
+                "BusAddWorkerMessage(task=...) is deprecated; use worker=...",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            worker = task if worker is None else worker
+        if worker is None:
+            raise TypeError("BusAddWorkerMessage needs a worker")
+        self.worker = worker
+        self.source = source
+        self.target = target
+        self.id = ""
+        self.sent_at = 0.0
+        self.trace_context = None
 
 
 @dataclass

@@ -11,8 +11,8 @@ from time import perf_counter
 import pytest
 
 from natsbus.bus import Lane, NoOpDispatchObserver, SubscriberDispatcher
-from natsbus.bus.dispatch import cancel_and_wait
 from natsbus.messages import BusCancelMessage, BusMessage, BusTTSSpeakMessage
+from natsbus.tasks import cancel_and_wait
 
 from bus_contract import TIMEOUT, Recorder, data, system, unique
 

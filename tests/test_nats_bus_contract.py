@@ -13,6 +13,8 @@ from bus_contract import BusContract
 
 
 class TestNatsBus(BusContract):
+    restarts = False
+
     @pytest.fixture
     async def bus(self, nats_url: str) -> AsyncIterator[WorkerBus]:
         bus = NatsBus(servers=nats_url, channel="contract")

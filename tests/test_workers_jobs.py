@@ -55,14 +55,15 @@ class Tool(BaseWorker):
         return {"unnamed": True}
 
     @job(name="progress")
-    async def progress(self, message: BusJobRequestMessage) -> Payload:
+    async def progress(self, message: BusJobRequestMessage) -> Payload | None:
         for i in range(3):
             await self.send_job_update(message.job_id, {"progress": i})
         await self.send_job_stream_start(message.job_id, {"type": "text/plain"})
         for chunk in ("a", "b", "c"):
             await self.send_job_stream_data(message.job_id, {"chunk": chunk})
-        await self.send_job_stream_end(message.job_id, {"chunks": 3})
-        return {"done": True}
+        # The end of the stream answers the job (as in pipecat): nothing is returned.
+        await self.send_job_stream_end(message.job_id, {"done": True, "chunks": 3})
+        return None
 
     @job(name="slow")
     async def slow(self, message: BusJobRequestMessage) -> Payload:
@@ -136,10 +137,10 @@ async def test_response_updates_and_stream_arrive_in_order(pair: Any) -> None:
         (JobEventKind.STREAM_DATA, "tool", {"chunk": "a"}),
         (JobEventKind.STREAM_DATA, "tool", {"chunk": "b"}),
         (JobEventKind.STREAM_DATA, "tool", {"chunk": "c"}),
-        (JobEventKind.STREAM_END, "tool", {"chunks": 3}),
+        (JobEventKind.STREAM_END, "tool", {"done": True, "chunks": 3}),
     ]
     assert j.status is JobStatus.COMPLETED
-    assert j.response == {"done": True}
+    assert j.response == {"done": True, "chunks": 3}
 
 
 async def test_named_and_unnamed_handlers(pair: Any) -> None:
@@ -258,7 +259,11 @@ async def test_request_job_fires_the_hooks(pair: Any) -> None:
     job_id = await client.request_job("tool", name="echo", payload={"k": "v"})
     await client.changed.until(lambda: bool(client.completed))
     assert client.completed == [
-        JobGroupResult(job_id, {"tool": JobStatus.COMPLETED}, {"tool": {"echo": {"k": "v"}}})
+        JobGroupResult(
+            job_id,
+            statuses={"tool": JobStatus.COMPLETED},
+            responses={"tool": {"echo": {"k": "v"}}},
+        )
     ]
 
 
@@ -356,7 +361,7 @@ async def test_on_job_request_fallback_and_explicit_answers() -> None:
 
 async def test_replies_for_an_unknown_job_raise() -> None:
     worker = Tool()
-    with pytest.raises(RuntimeError, match="no running job"):
+    with pytest.raises(RuntimeError, match="no active job"):
         await worker.send_job_update("nope")
 
 
@@ -393,7 +398,6 @@ async def test_requester_hooks_fire_with_the_messages() -> None:
         ("stream_data", {"chunk": "a"}),
         ("stream_data", {"chunk": "b"}),
         ("stream_data", {"chunk": "c"}),
-        ("stream_end", {"chunks": 3}),
-        ("response", ("tool", JobStatus.COMPLETED, {"done": True})),
+        ("stream_end", {"done": True, "chunks": 3}),  # the answer: no response follows
     ]
     assert client.completed[0].job_id == job_id

@@ -109,7 +109,7 @@ async def test_job_api_over_nats(nats_url: str, channel: str) -> None:
             *[JobEventKind.STREAM_DATA] * 3,
             JobEventKind.STREAM_END,
         ]
-        assert j.response == {"done": True}
+        assert j.response == {"done": True, "chunks": 3}
         with pytest.raises(JobError) as caught:
             async with client.job("tool", name="slow") as j:
                 await within(tool._event(tool.started, j.job_id).wait(), 10)

@@ -116,8 +116,9 @@ async def test_runner_runs_once() -> None:
     await runner.run()
     with pytest.raises(RuntimeError, match="once"):
         await runner.run()
-    with pytest.raises(RuntimeError, match="finished"):
-        await runner.add_workers(BaseWorker("late"))
+    late = BaseWorker("late")
+    await runner.add_workers(late)  # logged and skipped, as in pipecat
+    assert runner.get_worker("late") is None and late.registry_or_none is None
 
 
 # --- natsbus run --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from time import time as _now
 from types import TracebackType
 from typing import ClassVar, Protocol, Self, runtime_checkable
 
+from natsbus._events import EventHandlers
 from natsbus._ids import new_id
 from natsbus.bus.dispatch import (
     DEFAULT_TIME_SLICE,
@@ -24,8 +25,8 @@ from natsbus.bus.dispatch import (
 )
 from natsbus.bus.subscriber import BusSubscriber
 from natsbus.bus.tally import BusTally
-from natsbus.errors import BusClosedError
 from natsbus.messages import BusLocalMessage, BusMessage, BusSystemMessage
+from natsbus.tasks import TaskManager
 
 __all__ = [
     "BusMetricsProvider",
@@ -42,14 +43,16 @@ _bus_numbers = itertools.count(1)
 
 
 class BusState(enum.Enum):
-    """Where a bus is in its life. It only moves forward: CREATED, STARTED, STOPPED."""
+    """Where a bus is in its life: CREATED, STARTED, STOPPED (and STARTED again, in process)."""
 
     CREATED = "created"
     """Made, not started: sent messages wait in the subscribers' lanes."""
     STARTED = "started"
     """Dispatching to subscribers."""
     STOPPED = "stopped"
-    """Stopped for good: nothing is dispatched, ``send()`` raises :class:`BusClosedError`."""
+    """Stopped: nothing is dispatched, and messages sent now are dropped and counted. An
+    in-process bus can be started again (what was queued when it stopped is then handled);
+    a network bus cannot."""
 
 
 class BusMetricsProvider(Protocol):
@@ -109,7 +112,7 @@ class BusStatistics:
     subscribers: Mapping[str, DispatcherStatistics]
 
 
-class WorkerBus(abc.ABC):
+class WorkerBus(EventHandlers, abc.ABC):
     """Abstract base for inter-worker and runner-worker communication.
 
     Pub/sub messaging where each subscriber receives messages independently through its own
@@ -123,8 +126,11 @@ class WorkerBus(abc.ABC):
     :meth:`on_message_received` for every message that arrives.
 
     Lifecycle: messages sent before :meth:`start` wait and are delivered once started;
-    :meth:`start` and :meth:`stop` are safe to call twice; a stopped bus cannot be restarted.
-    The bus is an async context manager that starts and stops it.
+    :meth:`start` and :meth:`stop` are safe to call twice; messages sent to a stopped bus are
+    dropped and counted (as pipecat does, ``send()`` does not raise then), and an in-process
+    bus may be started again. The bus is an async context manager that starts and stops it.
+    As in pipecat, a runner hands the bus its :class:`~natsbus.TaskManager` with
+    :meth:`setup` before starting it; a bus that gets none makes its own.
 
     Args:
         name: A name for logs; defaults to the class name and a number.
@@ -177,6 +183,7 @@ class WorkerBus(abc.ABC):
         self._system_lanes: tuple[LaneQueue, ...] = ()
         self._data_lanes: tuple[LaneQueue, ...] = ()
         self._dropped = 0
+        self._task_manager: TaskManager | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._name!r} {self._state.value}>"
@@ -192,6 +199,21 @@ class WorkerBus(abc.ABC):
         return self._state
 
     @property
+    def task_manager(self) -> TaskManager:
+        """The task manager given by :meth:`setup` (one of the bus's own if none was)."""
+        if self._task_manager is None:
+            self._task_manager = TaskManager()
+        return self._task_manager
+
+    async def setup(self, task_manager: TaskManager) -> None:
+        """Hand the bus the task manager it makes its tasks with (pipecat's runner calls it).
+
+        Args:
+            task_manager: The runner's task manager.
+        """
+        self._task_manager = task_manager
+
+    @property
     def tally(self) -> BusTally | None:
         """What this bus counts for metrics, or None when metrics are off."""
         return self._tally
@@ -204,25 +226,24 @@ class WorkerBus(abc.ABC):
     async def start(self) -> None:
         """Start dispatch tasks for all registered subscribers. A no-op if already started.
 
-        Raises:
-            BusClosedError: The bus was stopped; a stopped bus cannot be restarted.
+        After :meth:`stop`, this starts the bus again: what was queued when it stopped is
+        handled then (a network bus refuses, see its own :meth:`start`).
         """
         if self._state is BusState.STARTED:
             return
-        if self._state is BusState.STOPPED:
-            raise BusClosedError(f"{self!r} was stopped and cannot be restarted")
         self._state = BusState.STARTED
+        self._stopped = False
         for dispatcher in self._dispatchers.values():
             dispatcher.start()
         # Let the new tasks run their first step before start() returns.
         await asyncio.sleep(0)
 
     async def stop(self) -> None:
-        """Stop all dispatch tasks; messages still queued are dropped. Safe to call twice.
+        """Stop all dispatch tasks. Safe to call twice.
 
-        Every task is cancelled before any is awaited, so the bus is released even if the
-        caller is cancelled while waiting. Called from inside a handler, it lets that handler
-        finish (nothing else is handled).
+        Messages still queued stay in their lanes until the bus is started again (or the
+        subscriber is unsubscribed); messages sent from now on are dropped and counted.
+        Called from inside a handler, it lets that handler finish (nothing else is handled).
 
         Raises:
             asyncio.CancelledError: The caller was cancelled while waiting for the tasks.
@@ -231,11 +252,8 @@ class WorkerBus(abc.ABC):
             return
         self._state = BusState.STOPPED
         self._stopped = True
-        dispatchers = list(self._dispatchers.values())
-        for dispatcher in dispatchers:
-            dispatcher.cancel()
-        for dispatcher in dispatchers:
-            await dispatcher.stop()
+        for dispatcher in list(self._dispatchers.values()):
+            await dispatcher.halt()
 
     async def subscribe(self, subscriber: BusSubscriber) -> None:
         """Register a subscriber to receive messages from the bus.
@@ -249,10 +267,7 @@ class WorkerBus(abc.ABC):
         Raises:
             ValueError: Another subscriber with the same name is registered, or the name is
                 empty.
-            BusClosedError: The bus was stopped.
         """
-        if self._state is BusState.STOPPED:
-            raise BusClosedError(f"cannot subscribe to {self!r}")
         name = subscriber.name
         if not isinstance(name, str) or not name:
             raise ValueError(f"a subscriber name must be a non-empty str, got {name!r}")
@@ -297,12 +312,15 @@ class WorkerBus(abc.ABC):
         Args:
             message: The bus message to send.
 
+        A stopped bus drops the message and counts it (``statistics().dropped`` and the
+        ``bus_stopped`` drop reason), as pipecat's buses do not raise there either.
+
         Raises:
-            BusClosedError: The bus was stopped.
             TypeError: ``message`` is not a :class:`~natsbus.BusMessage`.
         """
         if self._stopped:
-            raise BusClosedError(f"cannot send {type(message).__name__} on {self!r}")
+            self._drop_stopped(message)
+            return
         if not isinstance(message, BusMessage):
             raise TypeError(f"expected a BusMessage, got {message!r}")
         # WorkerBus.stamp, inlined: this is the hot path.
@@ -391,9 +409,7 @@ class WorkerBus(abc.ABC):
         Not counted as received: a bus that :attr:`loops_back` counted it when it was sent.
         """
         if self._stopped:
-            self._dropped += 1
-            if self._tally is not None:
-                self._tally.count_drop("bus_stopped")
+            self._drop_stopped(message)
             return
         lanes = self._system_lanes if isinstance(message, BusSystemMessage) else self._data_lanes
         for lane in lanes:
@@ -401,6 +417,13 @@ class WorkerBus(abc.ABC):
             lane.queue.append(message)
             if lane.waiter is not None:
                 lane.wake()
+
+    def _drop_stopped(self, message: BusMessage) -> None:
+        self._dropped += 1
+        if self._tally is not None:
+            self._tally.count_drop("bus_stopped")
+        if self._dropped == 1 or logger.isEnabledFor(logging.DEBUG):
+            logger.info("%r is stopped: %s dropped", self, type(message).__name__)
 
     @property
     def redelivers_jobs(self) -> bool:

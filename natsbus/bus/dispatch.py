@@ -20,15 +20,16 @@ import enum
 import logging
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
 from time import time as _wall
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 from natsbus.bus.subscriber import BusSubscriber
 from natsbus.bus.tally import TIMING_BUCKETS, BusTally
 from natsbus.messages import BusMessage, BusSystemMessage
+from natsbus.tasks import cancel_and_wait
 
 __all__ = [
     "DEEP_BACKLOG",
@@ -41,7 +42,6 @@ __all__ = [
     "LaneStatistics",
     "NoOpDispatchObserver",
     "SubscriberDispatcher",
-    "cancel_and_wait",
 ]
 
 logger = logging.getLogger(__name__)
@@ -200,8 +200,9 @@ class LaneQueue:
 class SubscriberDispatcher:
     """Delivers one subscriber's messages through a system lane and a data lane.
 
-    Messages can be put before :meth:`start`; they wait in the lanes. :meth:`stop` is final:
-    queued messages are dropped (and counted) and later puts are ignored.
+    Messages can be put before :meth:`start`; they wait in the lanes. :meth:`halt` pauses
+    (queued messages wait for the next :meth:`start`); :meth:`stop` is final: queued messages
+    are dropped (and counted) and later puts are ignored.
 
     Args:
         subscriber: The subscriber to deliver to.
@@ -232,6 +233,7 @@ class SubscriberDispatcher:
         self._system = LaneQueue(Lane.SYSTEM)
         self._data = LaneQueue(Lane.DATA)
         self._tasks: tuple[asyncio.Task[None], ...] = ()
+        self._generation = 0  # bumped by halt(): a lane task of an older one returns
         self._closed = False
         self._dropped = 0
 
@@ -313,6 +315,16 @@ class SubscriberDispatcher:
                 if task is not current:
                     task.cancel()
 
+    async def halt(self) -> None:
+        """Stop the lane tasks but keep what is queued: :meth:`start` resumes from there.
+
+        Raises:
+            asyncio.CancelledError: The *caller* was cancelled while waiting.
+        """
+        tasks, self._tasks = self._tasks, ()
+        self._generation += 1
+        await cancel_and_wait(tasks)
+
     async def stop(self) -> None:
         """Stop dispatching and wait for both lane tasks to end. Safe to call twice.
 
@@ -360,6 +372,7 @@ class SubscriberDispatcher:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
+        generation = self._generation
         deadline = perf_counter() + time_slice
         # Wall time is perf_counter() + offset, re-measured every slice: one clock call per
         # message then serves the latency, the handler's duration and the slice's deadline.
@@ -417,6 +430,8 @@ class SubscriberDispatcher:
                 )
                 record.duration_sum += duration * weight
             lane.handled += 1
+            if self._generation != generation:
+                return  # halted by the handler just run: the next start() takes over
             if urgent or now >= deadline:
                 await sleep(0)
                 deadline = perf_counter() + time_slice
@@ -470,32 +485,3 @@ def _call_hook(hook: Callable[..., object], *args: object) -> object:
     except Exception:
         logger.exception("dispatch observer hook %r raised; ignored", hook)
         return None
-
-
-async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
-    """Cancel tasks and wait for each to end, without swallowing the caller's cancellation.
-
-    Awaiting a cancelled task raises :class:`asyncio.CancelledError`, which looks just like a
-    cancel aimed at the caller; the caller's ``cancelling()`` count tells them apart. The
-    current task is skipped (a task cannot await itself).
-
-    Args:
-        tasks: Tasks owned by the caller.
-
-    Raises:
-        asyncio.CancelledError: The caller itself was cancelled while waiting.
-    """
-    current = asyncio.current_task()
-    others = [task for task in tasks if task is not current]
-    for task in others:
-        task.cancel()
-    before = current.cancelling() if current is not None else 0
-    for task in others:
-        try:
-            await task
-        except asyncio.CancelledError:
-            if current is not None and current.cancelling() > before:
-                raise
-        except Exception:
-            # Lane loops catch handler errors, so this is a bug in natsbus: say so loudly.
-            logger.exception("dispatch task %r failed", task.get_name())

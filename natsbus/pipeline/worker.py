@@ -23,7 +23,6 @@ import asyncio
 import logging
 from typing import Final
 
-from natsbus.bus.dispatch import cancel_and_wait
 from natsbus.frames import (
     CancelFrame,
     EndFrame,
@@ -41,6 +40,7 @@ from natsbus.messages import (
 from natsbus.pipeline.bridge import BusEdgeProcessor, received
 from natsbus.pipeline.pipeline import Pipeline
 from natsbus.pipeline.processor import FrameProcessor, FrameProcessorSetup
+from natsbus.tasks import TaskManager, cancel_and_wait
 from natsbus.workers import BaseWorker
 
 __all__ = ["PipelineWorker"]
@@ -193,13 +193,16 @@ class PipelineWorker(BaseWorker):
 
     # --- lifecycle --------------------------------------------------------------------------
 
-    async def setup(self) -> None:
+    async def setup(self, task_manager: TaskManager | None = None) -> None:
         """Build and set up the pipeline, start it, then start delivering queued frames.
+
+        Args:
+            task_manager: As for :meth:`BaseWorker.setup`.
 
         Raises:
             TimeoutError: The StartFrame did not pass through within ``start_timeout``.
         """
-        await super().setup()
+        await super().setup(task_manager)
         if self._pipeline is None:
             self._pipeline = await self.build_pipeline()
         processors: list[FrameProcessor] = [self._pipeline]

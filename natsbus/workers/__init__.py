@@ -13,15 +13,18 @@ Module map: ``worker`` (the worker facade), ``lifecycle`` (start, activation, en
 
 from natsbus.messages import JobStatus
 from natsbus.workers.decorator import job
-from natsbus.workers.errors import JobError, JobGroupError, JobTimeoutError
-from natsbus.workers.handles import JobGroupHandle, JobHandle
+from natsbus.workers.errors import JobError, JobGroupError, JobGroupTimeoutError, JobTimeoutError
+from natsbus.workers.handles import JobContext, JobGroupContext, JobGroupHandle, JobHandle
 from natsbus.workers.lifecycle import WorkerState
 from natsbus.workers.registry import WorkerRegistry
-from natsbus.workers.runner import RunnerState, WorkerRunner
+from natsbus.workers.requests import JobGroup
+from natsbus.workers.runner import PipelineRunner, RunnerState, WorkerRunner
 from natsbus.workers.types import (
     JobEvent,
     JobEventKind,
+    JobGroupEvent,
     JobGroupParams,
+    JobGroupResponse,
     JobGroupResult,
     JobParams,
     WorkerErrorData,
@@ -31,17 +34,24 @@ from natsbus.workers.worker import BaseWorker
 
 __all__ = [
     "BaseWorker",
+    "JobContext",
     "JobError",
     "JobEvent",
     "JobEventKind",
+    "JobGroup",
+    "JobGroupContext",
     "JobGroupError",
+    "JobGroupEvent",
     "JobGroupHandle",
     "JobGroupParams",
+    "JobGroupResponse",
     "JobGroupResult",
+    "JobGroupTimeoutError",
     "JobHandle",
     "JobParams",
     "JobStatus",
     "JobTimeoutError",
+    "PipelineRunner",
     "RunnerState",
     "WorkerErrorData",
     "WorkerReadyData",

@@ -82,7 +82,7 @@ class Writer(BaseWorker):
     default_name = "writer"
 
     @job(name="draft")
-    async def draft(self, message: BusJobRequestMessage) -> Payload:
+    async def draft(self, message: BusJobRequestMessage) -> Payload | None:
         """Draft a paragraph from the facts, streaming it word by word."""
         facts = (message.payload or {}).get("facts", [])
         say(self.name, f"drafting from {len(facts)} facts (pid {os.getpid()})")
@@ -91,8 +91,9 @@ class Writer(BaseWorker):
         for word in words:
             await asyncio.sleep(0.04)
             await self.send_job_stream_data(message.job_id, {"word": word})
-        await self.send_job_stream_end(message.job_id)
-        return {"words": len(words)}
+        # The end of the stream is the job's answer (as in pipecat): it carries the result.
+        await self.send_job_stream_end(message.job_id, {"words": len(words)})
+        return None
 
     @job(name="review")
     async def review(self, message: BusJobRequestMessage) -> Payload:

@@ -6,6 +6,7 @@ They extend the tree of :mod:`natsbus.errors`::
     └── JobError                       a job did not complete (error, failed, cancelled)
         ├── JobTimeoutError (TimeoutError)  no answer (or no ready worker) within the timeout
         └── JobGroupError                   a job group did not complete
+            └── JobGroupTimeoutError        ... because its timeout passed (also a JobTimeoutError)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from natsbus.errors import NatsBusError
 from natsbus.messages import JobStatus, Payload
 
-__all__ = ["JobError", "JobGroupError", "JobTimeoutError"]
+__all__ = ["JobError", "JobGroupError", "JobGroupTimeoutError", "JobTimeoutError"]
 
 
 class JobError(NatsBusError):
@@ -73,3 +74,7 @@ class JobGroupError(JobError):
         super().__init__(message, job_id=job_id, worker=worker, status=status, response=response)
         self.statuses = dict(statuses or {})
         self.responses = dict(responses or {})
+
+
+class JobGroupTimeoutError(JobGroupError, JobTimeoutError):
+    """A job group's timeout passed: its workers were not ready, or did not all answer, in time."""

@@ -1,11 +1,13 @@
 """The worker side of jobs: run each request's handler in a task and answer exactly once.
 
-Every job a worker takes ends with exactly one response, because a NatsBus acknowledges the
-JetStream request when that response is stored: the handler's return value answers
-``completed``, its exception ``error``, a cancel ``cancelled``. Requests that must not run are
-answered at once: a repeated job id (``error``, the running handler is left alone), a job
-cancelled before it arrived or past its deadline (``cancelled``), a job nobody handles or sent
-to an inactive worker (``error``).
+Every job a worker takes ends with exactly one answer (a response, or the end of its stream),
+because a NatsBus acknowledges the JetStream request when that answer is stored: a ``@job``
+handler's return value answers ``completed``, its exception ``error``, a cancel ``cancelled``;
+a job ``on_job_request`` left open is answered by the worker later, or ``cancelled`` when the
+worker ends. Requests that must not run are answered at once: a repeated job id (``error``,
+the running handler is left alone), a job cancelled before it arrived or past its deadline
+(``cancelled``), a name no ``@job`` handler claims, or a job sent to an inactive worker
+(``error``).
 """
 
 from __future__ import annotations
@@ -14,15 +16,15 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from natsbus.messages import (
     BusJobCancelMessage,
     BusJobRequestMessage,
     BusJobResponseMessage,
     BusJobResponseUrgentMessage,
+    BusJobStreamEndMessage,
     BusJobUpdateRequestMessage,
     BusMessage,
     JobStatus,
@@ -48,7 +50,9 @@ RECENT_CANCELS: Final = 4096
 @dataclass(slots=True)
 class _RunningJob:
     request: BusJobRequestMessage
+    notification: bool = False  # handled by on_job_request: its None return leaves it open
     task: asyncio.Task[None] | None = None
+    begun: bool = False  # the task has started (a task cancelled before that never runs)
     responded: bool = False
     finishing: bool = False
     cancel_reason: str | None = None
@@ -59,6 +63,13 @@ class _RunningJob:
 
 class JobExecutor:
     """Runs the job handlers of one worker.
+
+    A ``@job`` handler's return value answers ``completed`` (an exception ``error``). A request
+    no ``@job`` handler claims goes to ``on_job_request``, which, as in pipecat, is a
+    notification: unless it returns a dict (which answers), the job stays open until the worker
+    answers it with ``send_job_response`` or ``send_job_stream_end``, from anywhere. A cancel
+    cancels the handler and answers ``cancelled``, even if the handler swallowed the
+    cancellation or had already returned.
 
     Args:
         worker: The worker whose handlers run and whose name answers.
@@ -71,21 +82,16 @@ class JobExecutor:
         self._running: dict[str, _RunningJob] = {}
         self._cancelled: OrderedDict[str, None] = OrderedDict()
         self._draining = False
-        self._fallback: JobHandler | None = None
 
     @property
     def running(self) -> dict[str, BusJobRequestMessage]:
-        """The requests being handled, by job id."""
-        return {job_id: job.request for job_id, job in self._running.items()}
+        """The requests taken and not yet answered, by job id."""
+        return {job_id: job.request for job_id, job in self._running.items() if not job.responded}
 
     @property
     def draining(self) -> bool:
         """Whether new requests are refused (the worker is ending)."""
         return self._draining
-
-    def set_fallback(self, handler: JobHandler | None) -> None:
-        """Set the handler for requests no ``@job`` method claims (``on_job_request``)."""
-        self._fallback = handler
 
     # --- incoming ---------------------------------------------------------------------------
 
@@ -111,26 +117,32 @@ class JobExecutor:
             )
             return
         entry = self._handlers.get(request.job_name)
-        handler, sequential = (entry[0], entry[1].sequential) if entry else (self._fallback, False)
-        if handler is None:
+        if entry is not None:
+            handler, sequential, notification = entry[0], entry[1].sequential, False
+        elif self._handlers and not self._worker._takes_any_job:
+            # A worker of @job handlers and nothing else: a name none claims is a mistake the
+            # requester must hear about now, not a job left open for ever.
             await self._answer(
                 request,
                 JobStatus.ERROR,
                 {"error": f"worker {self._worker.name!r} has no handler for {request.job_name!r}"},
             )
             return
+        else:
+            handler, sequential, notification = self._worker.on_job_request, False, True
         deadline = None
         if request.payload is not None and DEADLINE_KEY in request.payload:
             payload = dict(request.payload)
             deadline = payload.pop(DEADLINE_KEY)
             request.payload = payload or None
-        job = _RunningJob(request)
+        job = _RunningJob(request, notification)
         self._running[job_id] = job
         lock = self._locks.setdefault(request.job_name, asyncio.Lock()) if sequential else None
         job.task = asyncio.create_task(
             self._run(job, handler, lock, deadline),
             name=f"natsbus-job[{self._worker.name}:{job_id}]",
         )
+        await self._worker._fire_event("on_job_request", request)
 
     async def on_cancel(self, message: BusJobCancelMessage) -> None:
         """Cancel a running job; remember the id of one not (yet) running here."""
@@ -139,13 +151,23 @@ class JobExecutor:
             # Another replica may be running it, or the request is still on its way.
             self._remember_cancel(message.job_id)
             return
+        if job.responded:
+            return  # answered already (its handler may still be winding down): nothing to undo
         job.cancel_message = message
-        self._cancel(job, message.reason or f"cancelled by {message.source}")
+        reason = message.reason or f"cancelled by {message.source}"
+        if job.task is not None and job.task.done():
+            # An open job whose handler returned: cancel it here.
+            job.cancel_reason = reason
+            await self._worker._fire("on_job_cancelled", message)
+            await self._finish(job, JobStatus.CANCELLED, {"reason": reason})
+            return
+        self._cancel(job, reason)
 
     async def on_update_request(self, message: BusJobUpdateRequestMessage) -> None:
         """Pass an update request for a running job to the worker's hook."""
-        if message.job_id in self._running:
-            await self._worker.on_job_update_requested(message)
+        job = self._running.get(message.job_id)
+        if job is not None and not job.responded:
+            await self._worker._fire("on_job_update_requested", message)
 
     # --- the worker's own calls -------------------------------------------------------------
 
@@ -157,19 +179,26 @@ class JobExecutor:
         """
         job = self._running.get(job_id)
         if job is None or job.responded:
-            raise RuntimeError(f"{self._worker}: no running job {job_id!r} to {action}")
+            raise RuntimeError(f"{self._worker}: no active job {job_id!r} to {action}")
         return job.request
 
     async def respond(
-        self, job_id: str, status: JobStatus, response: Payload | None, *, urgent: bool
+        self,
+        job_id: str,
+        status: JobStatus,
+        response: Payload | None,
+        *,
+        urgent: bool = False,
+        stream_end: bool = False,
     ) -> None:
-        """Send a running job's one response (the handler's task ends on its own)."""
-        request = self.request_of(job_id, "answer")
+        """Send a job's one answer now: its response, or the end of its stream.
+
+        Raises:
+            RuntimeError: No such job is open here (unknown, or answered already).
+        """
+        self.request_of(job_id, "answer")
         job = self._running[job_id]
-        job.responded = True
-        await self._answer(
-            request, status, response, urgent=urgent, quiet=False, started=job.started
-        )
+        await self._finish(job, status, response, urgent=urgent, stream_end=stream_end, quiet=False)
 
     def drain(self) -> None:
         """Refuse new requests from now on; running jobs go on."""
@@ -193,10 +222,13 @@ class JobExecutor:
         return True
 
     async def cancel_all(self, reason: str, *, timeout: float = 5.0) -> None:
-        """Cancel every running job and wait (at most ``timeout``) for their answers."""
+        """Cancel every open job and wait (at most ``timeout``) for their answers."""
         jobs = list(self._running.values())
         for job in jobs:
-            self._cancel(job, reason)
+            if job.task is not None and job.task.done() and not job.responded:
+                await self._finish(job, JobStatus.CANCELLED, {"reason": reason})
+            else:
+                self._cancel(job, reason)
         if jobs and not await self.wait_idle(timeout):
             logger.error("%s: jobs %s ignored their cancel", self._worker, list(self._running))
 
@@ -207,7 +239,9 @@ class JobExecutor:
         if job.task is None or job.task.done() or job.finishing or job.cancel_reason is not None:
             return
         job.cancel_reason = reason
-        job.task.cancel()
+        if job.begun:
+            job.task.cancel()
+        # else: _run sees the reason when it starts, and answers without running the handler
 
     def _remember_cancel(self, job_id: str) -> None:
         self._cancelled[job_id] = None
@@ -222,20 +256,18 @@ class JobExecutor:
         deadline: object,
     ) -> None:
         request = job.request
-        status, response = JobStatus.COMPLETED, None
+        job.begun = True
+        status: JobStatus | None = JobStatus.COMPLETED
+        response: Payload | None = None
         try:
+            if job.cancel_reason is not None:
+                raise asyncio.CancelledError  # cancelled before it started: as if cancelled now
             if lock is not None:
                 async with lock:
                     result = await self._call(handler, request, deadline)
             else:
                 result = await self._call(handler, request, deadline)
-            if result is _PAST_DEADLINE:
-                status, response = JobStatus.CANCELLED, {"reason": "deadline passed"}
-            elif result is not None and not isinstance(result, dict):
-                status = JobStatus.ERROR
-                response = {"error": f"handler returned {type(result).__name__}, not a dict"}
-            else:
-                response = result
+            status, response = _outcome(job, result)
         except asyncio.CancelledError:
             # This task is ours and ends here: the cancel was for the job, and answering it is
             # the last thing the task does.
@@ -244,25 +276,53 @@ class JobExecutor:
                 task.uncancel()
             status = JobStatus.CANCELLED
             response = {"reason": job.cancel_reason or "cancelled"}
-            if job.cancel_message is not None:
-                await self._guarded(self._worker.on_job_cancelled(job.cancel_message))
         except Exception as error:
             logger.warning("%s: job %r raised", self._worker, request.job_id, exc_info=True)
             status, response = JobStatus.ERROR, {"error": str(error) or type(error).__name__}
-        job.finishing = True
-        try:
-            if not job.responded:
-                job.responded = True
-                await self._answer(request, status, response, started=job.started)
-            elif status is JobStatus.COMPLETED and response is not None:
+        if status is JobStatus.CANCELLED and job.cancel_message is not None:
+            await self._worker._fire("on_job_cancelled", job.cancel_message)
+        if job.responded:
+            if status is JobStatus.COMPLETED and response is not None:
                 logger.warning(
                     "%s: job %r returned a value after answering; ignored",
                     self._worker,
                     request.job_id,
                 )
+            self._forget(job)
+        elif status is not None:
+            await self._finish(job, status, response)
+
+    async def _finish(
+        self,
+        job: _RunningJob,
+        status: JobStatus,
+        response: Payload | None,
+        *,
+        urgent: bool = False,
+        stream_end: bool = False,
+        quiet: bool = True,
+    ) -> None:
+        """Send the job's one answer, then forget it once its handler is done too."""
+        job.responded = True
+        job.finishing = True
+        try:
+            await self._answer(
+                job.request,
+                status,
+                response,
+                urgent=urgent,
+                stream_end=stream_end,
+                quiet=quiet,
+                started=job.started,
+            )
         finally:
-            del self._running[request.job_id]
-            job.done.set()
+            if job.task is None or job.task.done() or job.task is asyncio.current_task():
+                self._forget(job)
+
+    def _forget(self, job: _RunningJob) -> None:
+        if self._running.get(job.request.job_id) is job:
+            del self._running[job.request.job_id]
+        job.done.set()
 
     async def _call(
         self, handler: JobHandler, request: BusJobRequestMessage, deadline: object
@@ -288,31 +348,47 @@ class JobExecutor:
         response: Payload | None,
         *,
         urgent: bool = False,
+        stream_end: bool = False,
         quiet: bool = True,
         started: float | None = None,
     ) -> None:
-        tally = self._worker.bus.tally
+        worker = self._worker
+        tally = worker.bus.tally
         if tally is not None:
             # Every answer counts by status; a job that ran (``started``) also by duration.
             duration = None if started is None else time.perf_counter() - started
-            tally.count_job(self._worker.name, status.value, duration)
-        cls = BusJobResponseUrgentMessage if urgent else BusJobResponseMessage
-        message: BusMessage = cls(
-            request.job_id, status, response, source=self._worker.name, target=request.source
-        )
+            tally.count_job(worker.name, status.value, duration)
+        message: BusMessage
+        if stream_end:
+            message = BusJobStreamEndMessage(
+                request.job_id, response, source=worker.name, target=request.source
+            )
+        else:
+            cls = BusJobResponseUrgentMessage if urgent else BusJobResponseMessage
+            message = cls(
+                request.job_id, status, response, source=worker.name, target=request.source
+            )
         try:
-            await self._worker.bus.send(message)
+            await worker.send_bus_message(message)
         except Exception:
             if not quiet:
                 raise
             # Nobody to raise to: the answer is sent on the worker's behalf.
-            logger.exception("%s: could not answer job %r", self._worker, request.job_id)
-
-    async def _guarded(self, hook: Coroutine[Any, Any, None]) -> None:
-        try:
-            await hook
-        except Exception:
-            logger.exception("%s: job hook raised", self._worker)
+            logger.exception("%s: could not answer job %r", worker, request.job_id)
 
 
 _PAST_DEADLINE: Final = object()
+
+
+def _outcome(job: _RunningJob, result: object) -> tuple[JobStatus | None, Payload | None]:
+    """The answer a handler's return value makes; None for a job left open."""
+    if job.cancel_reason is not None:
+        # The handler swallowed its cancellation: the job is cancelled all the same.
+        return JobStatus.CANCELLED, {"reason": job.cancel_reason}
+    if result is _PAST_DEADLINE:
+        return JobStatus.CANCELLED, {"reason": "deadline passed"}
+    if result is None and job.notification:
+        return None, None  # on_job_request left the job open: it is answered later
+    if result is not None and not isinstance(result, dict):
+        return JobStatus.ERROR, {"error": f"handler returned {type(result).__name__}, not a dict"}
+    return JobStatus.COMPLETED, result

@@ -11,7 +11,7 @@ from natsbus.messages import BusJobUpdateRequestMessage, JobStatus, Payload
 from natsbus.workers.requests import JobGroup, JobTracker
 from natsbus.workers.types import JobEvent, JobGroupParams
 
-__all__ = ["JobGroupHandle", "JobHandle"]
+__all__ = ["JobContext", "JobGroupContext", "JobGroupHandle", "JobHandle"]
 
 
 class _Handle:
@@ -74,12 +74,10 @@ class _Handle:
         """
         group = self._started()
         try:
-            await asyncio.shield(group.done)
+            await group.wait()
         except asyncio.CancelledError:
             if not group.done.done():
-                await asyncio.shield(
-                    self._tracker.cancel(group.job_id, "requester cancelled", wait_answers=False)
-                )
+                await asyncio.shield(self._tracker.cancel(group.job_id, "requester cancelled"))
             raise
 
     def __aiter__(self) -> Self:
@@ -88,11 +86,12 @@ class _Handle:
     async def __anext__(self) -> JobEvent:
         """The next update or stream event; ends when the job is over."""
         group = self._started()
-        if group.events is None:
+        events = group.event_queue
+        if events is None:
             raise StopAsyncIteration
-        event = await group.events.get()
+        event = await events.get()
         if event is None:
-            group.events.put_nowait(None)  # a second loop ends at once too
+            events.put_nowait(None)  # a second loop ends at once too
             raise StopAsyncIteration
         return event
 
@@ -112,10 +111,11 @@ class _Handle:
     ) -> None:
         group = self._started()
         if exc_type is not None:
-            # The block failed: nobody will read the answer, so stop the work now.
+            # The block failed (or was cancelled): nobody will read the answer, so stop the
+            # work now. Shielded: the cancel must go out even when this task is cancelled.
             if not group.done.done():
                 await asyncio.shield(
-                    self._tracker.cancel(group.job_id, "requester failed", wait_answers=False)
+                    self._tracker.cancel(group.job_id, "context exited with error")
                 )
             return
         await self.wait()
@@ -142,7 +142,7 @@ class JobHandle(_Handle):
 
         async with self.job("translator", name="translate", payload={"text": t}) as j:
             async for event in j:
-                print(event.kind, event.data)
+                print(event.type, event.data)
         print(j.response)
 
     Leaving the block raises :class:`~natsbus.workers.JobError` if the worker answered
@@ -158,22 +158,20 @@ class JobHandle(_Handle):
     @property
     def status(self) -> JobStatus | None:
         """How the worker answered, or None before its answer."""
-        group = self._started()
-        return group.statuses.get(self.worker)
+        return self._started().statuses.get(self.worker)
 
     @property
     def response(self) -> Payload | None:
-        """The worker's response payload (None before the answer, or if it sent none)."""
-        group = self._started()
-        return group.responses.get(self.worker)
+        """The worker's response payload: None before the answer, ``{}`` if it sent none."""
+        return self._started().responses.get(self.worker)
 
 
 class JobGroupHandle(_Handle):
     """One job on several workers, from ``async with worker.job_group(...) as group``.
 
-    As :class:`JobHandle`, with events from every worker (see :attr:`JobEvent.worker`). With
-    ``cancel_on_error`` (the default) the first worker not to complete cancels the others and
-    leaving the block raises :class:`~natsbus.workers.JobGroupError`.
+    As :class:`JobHandle`, with events from every worker (see :attr:`JobEvent.worker_name`).
+    With ``cancel_on_error`` (the default) the first worker to answer ``error`` or ``failed``
+    cancels the others and leaving the block raises :class:`~natsbus.workers.JobGroupError`.
     """
 
     @property
@@ -187,6 +185,13 @@ class JobGroupHandle(_Handle):
         return dict(self._started().statuses)
 
     @property
-    def responses(self) -> Mapping[str, Payload | None]:
-        """Each worker's response payload so far, by name."""
+    def responses(self) -> Mapping[str, Payload]:
+        """Each worker's response payload so far (``{}`` when it sent none), by name."""
         return dict(self._started().responses)
+
+
+JobContext = JobHandle
+"""pipecat's name for :class:`JobHandle`."""
+
+JobGroupContext = JobGroupHandle
+"""pipecat's name for :class:`JobGroupHandle`."""

@@ -25,12 +25,11 @@ from natsbus.messages import (
     Payload,
 )
 from natsbus.workers.handles import JobGroupHandle, JobHandle
-from natsbus.workers.types import JobEventKind, JobGroupParams, JobGroupResult, JobParams
+from natsbus.workers.types import JobGroupParams, JobGroupResult, JobParams
 
 if TYPE_CHECKING:
-    from natsbus.bus import WorkerBus
     from natsbus.workers.executor import JobExecutor
-    from natsbus.workers.requests import JobTracker
+    from natsbus.workers.requests import JobGroup, JobTracker
 
 __all__ = ["JobMethods"]
 
@@ -50,6 +49,8 @@ def _group_params(
         timeout=timeout if timeout is not None else base.timeout,
         deadline=base.deadline,
         wait_ready=base.wait_ready,
+        label=base.label,
+        cancellable=base.cancellable,
         cancel_on_error=(
             cancel_on_error
             if cancel_on_error is not None
@@ -67,8 +68,7 @@ class JobMethods:
         def name(self) -> str:  # noqa: D102
             ...
 
-        @property
-        def bus(self) -> WorkerBus:  # noqa: D102
+        async def send_bus_message(self, message: BusMessage) -> None:  # noqa: D102
             ...
 
         @property
@@ -125,7 +125,7 @@ class JobMethods:
 
             async with self.job("writer", name="draft", payload={"topic": t}, timeout=30) as j:
                 async for event in j:  # updates and stream chunks, in order
-                    print(event.kind, event.data)
+                    print(event.type, event.data)
             print(j.response)  # raises JobError on error, failed, cancelled or timeout
 
         Args:
@@ -182,7 +182,7 @@ class JobMethods:
 
             async with self.job_group("a", "b", name="score", payload=doc) as group:
                 async for event in group:
-                    print(event.worker, event.kind, event.data)
+                    print(event.worker_name, event.type, event.data)
             print(group.responses)  # raises JobGroupError if one failed (cancel_on_error)
 
         Args:
@@ -199,14 +199,49 @@ class JobMethods:
         merged = _group_params(params, name, payload, timeout, cancel_on_error)
         return JobGroupHandle(self.tracker, self.name, worker_names, merged, single=False)
 
-    async def cancel_job(self, job_id: str, *, reason: str | None = None) -> None:
+    async def create_job_group_and_request_job(
+        self, worker_names: list[str], *, params: JobGroupParams | None = None
+    ) -> JobGroup:
+        """Wait for the workers to be ready, then send each the request (pipecat's spelling).
+
+        Args:
+            worker_names: The workers to ask.
+            params: How to run the group.
+
+        Returns:
+            The open group (``await group.wait()`` for its end).
+        """
+        merged = _group_params(params, None, None, None)
+        return await self.tracker.start(tuple(worker_names), merged, single=False, events=False)
+
+    async def cancel_job_group(self, job_id: str, *, reason: str | None = None) -> None:
         """Cancel a job (or job group) this worker requested, and stop tracking it.
+
+        Every worker that has not answered gets a ``BusJobCancelMessage``; whoever waits on
+        the job gets :class:`~natsbus.workers.JobError` (``JobGroupError`` for a group) naming
+        the reason. Never refused: this is the requester's own decision.
 
         Args:
             job_id: The job.
             reason: Why, for the workers.
         """
-        await self.tracker.cancel(job_id, reason, wait_answers=False)
+        await self.tracker.cancel(job_id, reason)
+
+    cancel_job = cancel_job_group
+
+    async def request_cancel_job_group(self, job_id: str, *, reason: str | None = None) -> bool:
+        """Cancel a job group on behalf of someone else (a client UI, an operator).
+
+        Honoured only for a group made with ``cancellable=True`` (the default).
+
+        Args:
+            job_id: The job.
+            reason: Why, for the workers.
+
+        Returns:
+            Whether it was cancelled (False: unknown, or not cancellable).
+        """
+        return await self.tracker.cancel(job_id, reason, external=True)
 
     async def request_job_update(self, job_id: str, worker_name: str) -> None:
         """Ask a worker for a progress update on a job (its ``on_job_update_requested``).
@@ -215,7 +250,7 @@ class JobMethods:
             job_id: The job.
             worker_name: The worker running it.
         """
-        await self.bus.send(
+        await self.send_bus_message(
             BusJobUpdateRequestMessage(job_id, source=self.name, target=worker_name)
         )
 
@@ -257,7 +292,7 @@ class JobMethods:
         """
         request = self.executor.request_of(job_id, "update")
         cls = BusJobUpdateUrgentMessage if urgent else BusJobUpdateMessage
-        await self.bus.send(cls(job_id, update, source=self.name, target=request.source))
+        await self.send_bus_message(cls(job_id, update, source=self.name, target=request.source))
 
     async def send_job_stream_start(self, job_id: str, data: Payload | None = None) -> None:
         """Tell the requester a stream of results begins (``data``: metadata, e.g. a type).
@@ -276,35 +311,38 @@ class JobMethods:
         await self._send_stream(BusJobStreamDataMessage, job_id, data)
 
     async def send_job_stream_end(self, job_id: str, data: Payload | None = None) -> None:
-        """Tell the requester the stream is over; the job's response still follows.
+        """End the stream, which answers the job (``data`` is its response), as in pipecat.
 
         Raises:
             RuntimeError: No such job is running here, or it was already answered.
         """
-        await self._send_stream(BusJobStreamEndMessage, job_id, data)
+        await self.executor.respond(job_id, JobStatus.COMPLETED, data, stream_end=True)
 
     async def _send_stream(
         self,
-        cls: type[BusJobStreamStartMessage | BusJobStreamDataMessage | BusJobStreamEndMessage],
+        cls: type[BusJobStreamStartMessage | BusJobStreamDataMessage],
         job_id: str,
         data: Payload | None,
     ) -> None:
         request = self.executor.request_of(job_id, "stream")
-        await self.bus.send(cls(job_id, data, source=self.name, target=request.source))
+        await self.send_bus_message(cls(job_id, data, source=self.name, target=request.source))
 
     # --- hooks: the worker side -------------------------------------------------------------
 
     async def on_job_request(self, message: BusJobRequestMessage) -> Payload | None:
-        """Handle a request no ``@job`` method claims; override it, or use ``@job``.
+        """Called for a request no ``@job`` method claims (in a task of its own).
 
-        As for a ``@job`` handler, the return value answers ``completed`` and an exception
-        ``error``. If not overridden, such a request is answered ``error``.
+        As in pipecat, a notification: the job stays open (it is in :attr:`active_jobs`) until
+        the worker answers it with :meth:`send_job_response` or :meth:`send_job_stream_end`,
+        from here or from anywhere later. Returning a dict answers ``completed`` with it, and
+        raising answers ``error``. A worker that has ``@job`` handlers, does not override
+        this and has no ``on_job_request`` event handler answers an unclaimed name ``error``.
 
         Args:
             message: The request.
 
         Returns:
-            The response payload.
+            None to answer later, or the response payload.
         """
         return None
 
@@ -380,18 +418,3 @@ class JobMethods:
         Args:
             message: The failing answer.
         """
-
-    async def dispatch_job_event(self, kind: JobEventKind, message: BusMessage) -> None:
-        """Call the hook for one update or stream event (used by the job tracker)."""
-        if kind is JobEventKind.UPDATE:
-            assert isinstance(message, BusJobUpdateMessage | BusJobUpdateUrgentMessage)
-            await self.on_job_update(message)
-        elif kind is JobEventKind.STREAM_START:
-            assert isinstance(message, BusJobStreamStartMessage)
-            await self.on_job_stream_start(message)
-        elif kind is JobEventKind.STREAM_DATA:
-            assert isinstance(message, BusJobStreamDataMessage)
-            await self.on_job_stream_data(message)
-        else:
-            assert isinstance(message, BusJobStreamEndMessage)
-            await self.on_job_stream_end(message)

@@ -6,16 +6,19 @@
                                |                      ^
                                +---- setup failed ----+
 
-A graceful end stops taking jobs, ends the children, lets running jobs finish within the grace
-period, cancels what is left, and then runs ``cleanup``. A hard cancel does the same without
-the wait. Either runs in a task of its own: it never blocks the worker's dispatch lanes, so
-the answers its running jobs wait for still arrive.
+A worker made with ``active=True`` is active from construction, as in pipecat: it runs jobs
+even before a runner starts it; ``on_activated`` fires once it is ready. A graceful end stops
+taking jobs, ends the children, lets running jobs finish within the grace period, cancels what
+is left, and then runs ``cleanup``. A hard cancel does the same without the wait. Either runs
+in a task of its own: it never blocks the worker's dispatch lanes, so the answers its running
+jobs wait for still arrive. ``active`` keeps the value it had when the worker ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -62,24 +65,26 @@ class Lifecycle:
     def __init__(self, worker: BaseWorker, *, active: bool) -> None:
         self._worker = worker
         self.state = WorkerState.CREATED
-        self.active = False
+        self.active = active
         self.pending_activation = active
         self.activation_args: Payload | None = None
         self.started_at: float | None = None
         self.grace_period: float = 30.0
         self.end_reason: str | None = None
-        self._ended = asyncio.Event()
+        self.ended_event = asyncio.Event()
         self._stopping: asyncio.Task[None] | None = None
         self._hard = False
+        self._children_told = False
+        self._children_cancelled = False
 
     @property
     def ended(self) -> bool:
         """Whether the worker has ended."""
-        return self._ended.is_set()
+        return self.ended_event.is_set()
 
     async def wait(self) -> None:
         """Wait until the worker has ended."""
-        await self._ended.wait()
+        await self.ended_event.wait()
 
     async def run(self, announce: Callable[[], Awaitable[None]]) -> None:
         """Set up, announce the worker ready, activate it, and wait for its end.
@@ -90,7 +95,11 @@ class Lifecycle:
         worker = self._worker
         self.state = WorkerState.STARTING
         try:
-            await worker.setup()
+            # pipecat's setup takes the task manager; natsbus's hook may take nothing.
+            if inspect.signature(worker.setup).parameters:
+                await worker.setup(worker.task_manager)
+            else:
+                await worker.setup()
         except Exception as error:
             logger.exception("%s: setup failed", worker)
             await worker.send_bus_error_message(f"setup failed: {error}")
@@ -116,7 +125,7 @@ class Lifecycle:
             return
         self.pending_activation = False
         self.active = True
-        await self._worker.on_activated(self.activation_args)
+        await self._worker._fire("on_activated", self.activation_args)
 
     async def deactivate(self) -> None:
         """Become inactive; a no-op when already inactive (so the hook fires once)."""
@@ -125,7 +134,7 @@ class Lifecycle:
             return
         self.active = False
         self.activation_args = None
-        await self._worker.on_deactivated()
+        await self._worker._fire("on_deactivated")
 
     def begin_stop(self, *, graceful: bool, reason: str | None) -> None:
         """Start ending (graceful) or cancelling (hard) the worker, in a task of its own.
@@ -137,7 +146,7 @@ class Lifecycle:
         if self._stopping is not None:
             if not graceful and not self._hard:
                 self._hard = True
-                self._cancel_children(reason)
+                worker.spawn(self.cancel_children(reason))
                 worker.spawn(worker.executor.cancel_all(reason or "worker cancelled"))
             return
         self._hard = not graceful
@@ -152,16 +161,13 @@ class Lifecycle:
         worker = self._worker
         try:
             if self._hard:
-                self._cancel_children(reason)
+                await self.cancel_children(reason)
             else:
-                for child in worker.children:
-                    worker.deliver_locally(
-                        BusEndWorkerMessage(reason, source=worker.name, target=child.name)
-                    )
+                await self.end_children(reason)
                 await self._wait_jobs()
             await worker.executor.cancel_all(reason or "worker ended", timeout=CANCEL_WAIT)
             await worker.tracker.close(reason or "worker ended")
-            await self._wait_children()
+            await self.wait_children()
             try:
                 await worker.cleanup()
             except Exception:
@@ -171,8 +177,7 @@ class Lifecycle:
             logger.exception("%s: ending failed", worker)
         finally:
             self.state = WorkerState.ENDED
-            self.active = False
-            self._ended.set()
+            self.ended_event.set()
 
     async def _wait_jobs(self) -> None:
         """Let the jobs this worker runs, and those it requested, finish within the grace."""
@@ -189,19 +194,35 @@ class Lifecycle:
                 list(worker.executor.running) + list(worker.tracker.groups),
             )
 
-    def _cancel_children(self, reason: str | None) -> None:
+    async def end_children(self, reason: str | None) -> None:
+        """Tell each child to end (once), through the bus so that observers see it."""
+        if self._children_told:
+            return
+        self._children_told = True
         worker = self._worker
         for child in worker.children:
-            worker.deliver_locally(
+            await worker.send_bus_message(
+                BusEndWorkerMessage(reason, source=worker.name, target=child.name)
+            )
+
+    async def cancel_children(self, reason: str | None) -> None:
+        """Tell each child to cancel (once), through the bus so that observers see it."""
+        if self._children_cancelled:
+            return
+        self._children_cancelled = True
+        worker = self._worker
+        for child in worker.children:
+            await worker.send_bus_message(
                 BusCancelWorkerMessage(reason, source=worker.name, target=child.name)
             )
 
-    async def _wait_children(self) -> None:
-        started = [c for c in self._worker.children if c.state not in (WorkerState.CREATED,)]
+    async def wait_children(self) -> None:
+        """Wait for the children to end (bounded: a child that hangs is logged and left)."""
+        children = self._worker.children
         timeout = CANCEL_WAIT if self._hard else self.grace_period + CANCEL_WAIT
         try:
             async with asyncio.timeout(timeout):
-                for child in started:
+                for child in children:
                     await child.wait()
         except TimeoutError:
             logger.error("%s: children did not end within %.1f s", self._worker, timeout)

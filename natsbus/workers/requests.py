@@ -1,9 +1,9 @@
 """The requester side of jobs: send requests, track the answers, hand them to the caller.
 
 One job id is shared by every worker of a group (a single job is a group of one). The tracker
-keeps each open group until every worker answered, the group failed (an error with
-``cancel_on_error``, a timeout) or the requester abandoned it; replies for a job it no longer
-tracks still reach the worker's hooks.
+keeps each open group until every worker answered (a response, or the end of its stream), the
+group failed (an error with ``cancel_on_error``, a timeout) or the requester cancelled it;
+replies for a job it no longer tracks still reach the worker's hooks and event handlers.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from natsbus.messages import (
     JobStatus,
     Payload,
 )
-from natsbus.workers.errors import JobError, JobGroupError, JobTimeoutError
+from natsbus.workers.errors import JobError, JobGroupError, JobGroupTimeoutError, JobTimeoutError
 from natsbus.workers.executor import DEADLINE_KEY
 from natsbus.workers.types import JobEvent, JobEventKind, JobGroupParams, JobGroupResult
 
@@ -49,6 +49,13 @@ _EVENT_KINDS: dict[type[BusMessage], tuple[JobEventKind, bool]] = {
     BusJobStreamEndMessage: (JobEventKind.STREAM_END, False),
 }
 
+_EVENT_HOOKS: dict[JobEventKind, str] = {
+    JobEventKind.UPDATE: "on_job_update",
+    JobEventKind.STREAM_START: "on_job_stream_start",
+    JobEventKind.STREAM_DATA: "on_job_stream_data",
+    JobEventKind.STREAM_END: "on_job_stream_end",
+}
+
 
 def _detail(response: Payload | None) -> str:
     if not response:
@@ -59,42 +66,67 @@ def _detail(response: Payload | None) -> str:
 
 @dataclass(eq=False)
 class JobGroup:
-    """One job in flight on one or more workers (shared job id).
+    """One job in flight on one or more workers (shared job id); a single job is a group of one.
+
+    The fields pipecat's ``JobGroup`` has come first, with the same names and defaults, so that
+    ``JobGroup(job_id="j1", worker_names=["w1"])`` works as there.
 
     Attributes:
         job_id: The job's id.
-        workers: The workers asked, in order.
+        worker_names: The workers asked, in order.
+        responses: The response of each worker that answered (``{}`` when it sent none).
+        timeout_task: The task that cancels the group when its timeout passes, or None.
+        cancel_on_error: For a group: whether the first ``error``/``failed`` answer fails it.
+        label: A human-readable description of the work.
+        cancellable: Whether an outside request may cancel it (:meth:`JobTracker.cancel` with
+            ``external=True``).
+        terminated: The workers that answered (by a response or the end of their stream).
+        event_queue: Updates and stream events, when a caller iterates them.
         name: The job name.
-        single: Whether it is a single job (any non-completed answer fails it).
-        cancel_on_error: For a group: whether the first non-completed answer fails it.
+        single: Whether it is a single job (any answer but ``completed`` fails it).
         statuses: The status of each worker that answered.
-        responses: The response of each worker that answered.
-        events: Updates and stream events, when the caller iterates them.
         done: Resolved when the job is over; its exception is the :class:`JobError`.
+        sent: Whether the requests were sent (the workers were ready).
     """
 
     job_id: str
-    workers: tuple[str, ...]
-    name: str | None
-    single: bool
-    cancel_on_error: bool
+    worker_names: list[str]
+    responses: dict[str, Payload] = field(default_factory=dict)
+    timeout_task: asyncio.Task[None] | None = None
+    cancel_on_error: bool = True
+    label: str | None = None
+    cancellable: bool = True
+    terminated: set[str] = field(default_factory=set)
+    event_queue: asyncio.Queue[JobEvent | None] | None = None
+    name: str | None = None
+    single: bool = False
     statuses: dict[str, JobStatus] = field(default_factory=dict)
-    responses: dict[str, Payload | None] = field(default_factory=dict)
-    events: asyncio.Queue[JobEvent | None] | None = None
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     sent: bool = False
-    timer: asyncio.TimerHandle | None = None
+
+    @property
+    def is_done(self) -> bool:
+        """Whether the job is over (answered, failed, cancelled or timed out)."""
+        return self.done.done()
+
+    async def wait(self) -> None:
+        """Wait until the job is over.
+
+        Raises:
+            JobError: It failed (a :class:`JobGroupError` for a group).
+        """
+        await asyncio.shield(self.done)
 
     def pending(self) -> list[str]:
         """The workers that have not answered."""
-        return [w for w in self.workers if w not in self.statuses]
+        return [w for w in self.worker_names if w not in self.terminated]
 
     def describe(self) -> str:
         """Name the job for an error message."""
         what = f"job {self.name!r} ({self.job_id})" if self.name else f"job {self.job_id}"
-        return what if self.single else f"{what} on {list(self.workers)}"
+        return what if self.single else f"{what} on {self.worker_names}"
 
 
 class JobTracker:
@@ -113,8 +145,8 @@ class JobTracker:
 
     @property
     def groups(self) -> dict[str, JobGroup]:
-        """The open jobs and groups, by job id."""
-        return dict(self._groups)
+        """The open jobs and groups, by job id (the tracker's own dict, as pipecat exposes it)."""
+        return self._groups
 
     async def start(
         self, workers: tuple[str, ...], params: JobGroupParams, *, single: bool, events: bool
@@ -122,7 +154,8 @@ class JobTracker:
         """Wait for the workers to be ready and send each of them the request.
 
         Raises:
-            JobTimeoutError: The workers were not ready within the timeout.
+            JobGroupError: The workers were not ready within the timeout (a
+                :class:`JobTimeoutError` too), or the group was cancelled meanwhile.
         """
         if not workers:
             raise ValueError("a job needs at least one worker")
@@ -131,17 +164,20 @@ class JobTracker:
                 raise TypeError(f"a worker name must be a non-empty str, got {name!r}")
         group = JobGroup(
             job_id=new_id(),
-            workers=workers,
+            worker_names=list(workers),
+            cancel_on_error=params.cancel_on_error,
+            label=params.label,
+            cancellable=params.cancellable,
+            event_queue=asyncio.Queue() if events else None,
             name=params.name,
             single=single,
-            cancel_on_error=params.cancel_on_error,
-            events=asyncio.Queue() if events else None,
         )
         self._groups[group.job_id] = group  # before sending: no answer can come too early
         self._idle.clear()
         if params.timeout is not None:
-            group.timer = asyncio.get_running_loop().call_later(
-                params.timeout, self._on_timeout, group
+            group.timeout_task = asyncio.get_running_loop().create_task(
+                self._time_out(group, params.timeout),
+                name=f"natsbus-job-timeout[{group.job_id}]",
             )
         deadline = params.deadline
         if deadline is None and params.timeout is not None:
@@ -156,7 +192,7 @@ class JobTracker:
             me = self._worker.name
             group.sent = True
             for name in workers:
-                await self._worker.bus.send(
+                await self._worker.send_bus_message(
                     BusJobRequestMessage(group.job_id, params.name, payload, source=me, target=name)
                 )
         except BaseException:
@@ -166,42 +202,54 @@ class JobTracker:
 
     async def send(self, message: BusMessage) -> None:
         """Send a message about a job on the worker's bus."""
-        await self._worker.bus.send(message)
+        await self._worker.send_bus_message(message)
 
-    async def cancel(self, job_id: str, reason: str | None, *, wait_answers: bool) -> None:
+    async def cancel(
+        self,
+        job_id: str,
+        reason: str | None,
+        *,
+        wait_answers: bool = False,
+        external: bool = False,
+    ) -> bool:
         """Ask every worker that has not answered to cancel the job.
 
         Args:
             job_id: The job.
-            reason: Why, for the workers.
+            reason: Why, for the workers (and in the :class:`JobError`).
             wait_answers: Keep tracking the job until the workers answer (``cancelled``, or
-                whatever they answered first); otherwise fail it now with ``JobError``.
+                whatever they answered first); otherwise fail it now with :class:`JobError`
+                (:class:`JobGroupError` for a group) naming the reason.
+            external: The cancel comes from outside the requester (a client, an operator):
+                refused for a group made with ``cancellable=False``.
+
+        Returns:
+            Whether the job was cancelled (False: unknown, or not cancellable).
         """
         group = self._groups.get(job_id)
-        if group is None:
-            return
+        if group is None or (external and not group.cancellable):
+            return False
         pending = group.pending()
         if not wait_answers:
-            self._fail(
-                group,
-                JobError(
-                    f"{group.describe()} cancelled by the requester",
-                    job_id=job_id,
-                    status=JobStatus.CANCELLED,
-                ),
-            )
-        await self._send_cancels(job_id, pending, reason)
+            text = f"cancelled ({reason or 'no reason given'})"
+            self._fail(group, self._error(group, text, status=JobStatus.CANCELLED))
+        if group.sent:
+            await self._send_cancels(job_id, pending, reason)
+        return True
 
     async def on_reply(self, message: BusMessage) -> None:
         """Take an update, stream event or response addressed to this worker."""
         job_id: str = message.job_id  # type: ignore[attr-defined]
         group = self._groups.get(job_id)
-        known = group is not None and message.source in group.workers
+        known = group is not None and message.source in group.worker_names
+        worker = self._worker
         if isinstance(message, BusJobResponseMessage | BusJobResponseUrgentMessage):
-            await self._guarded(self._worker.on_job_response(message))
+            await worker._fire("on_job_response", message)
             if known:
                 assert group is not None
-                await self._on_response(group, message)
+                await self._on_answer(
+                    group, message.source, message.status, message.response, message
+                )
             return
         kind, urgent = _EVENT_KINDS[type(message)]
         data: Payload | None = (
@@ -211,9 +259,13 @@ class JobTracker:
         )
         if known:
             assert group is not None
-            if group.events is not None and not group.done.done():
-                group.events.put_nowait(JobEvent(kind, message.source, data, urgent))
-        await self._guarded(self._worker.dispatch_job_event(kind, message))
+            if group.event_queue is not None and not group.done.done():
+                group.event_queue.put_nowait(JobEvent(kind, message.source, data, urgent))
+        await worker._fire(_EVENT_HOOKS[kind], message)
+        if known and kind is JobEventKind.STREAM_END:
+            # The end of a stream is the worker's answer, as in pipecat.
+            assert group is not None
+            await self._on_answer(group, message.source, JobStatus.COMPLETED, data)
 
     async def wait_idle(self) -> None:
         """Wait until every job this worker requested is over."""
@@ -222,7 +274,7 @@ class JobTracker:
     async def close(self, reason: str) -> None:
         """Cancel every open job (the worker is ending)."""
         for group in list(self._groups.values()):
-            await self.cancel(group.job_id, reason, wait_answers=False)
+            await self.cancel(group.job_id, reason)
         for task in list(self._background):
             await asyncio.gather(task, return_exceptions=True)
 
@@ -235,65 +287,81 @@ class JobTracker:
         finally:
             waiter.cancel()
         if group.done.done():
-            group.done.result()  # raises the timeout
+            group.done.result()  # raises the timeout, or the cancel
 
-    async def _on_response(
-        self, group: JobGroup, message: BusJobResponseMessage | BusJobResponseUrgentMessage
+    async def _on_answer(
+        self,
+        group: JobGroup,
+        source: str,
+        status: JobStatus,
+        response: Payload | None,
+        message: BusJobResponseMessage | BusJobResponseUrgentMessage | None = None,
     ) -> None:
-        source, status = message.source, message.status
-        if source in group.statuses or group.done.done():
+        if source in group.terminated or group.done.done():
             return
+        group.terminated.add(source)
         group.statuses[source] = status
-        group.responses[source] = message.response
-        if status is not JobStatus.COMPLETED and (group.single or group.cancel_on_error):
-            error: JobError
-            detail = _detail(message.response)
-            text = f"{group.describe()}: {source!r} answered {status.value}{detail}"
-            if group.single:
-                error = JobError(
-                    text,
-                    job_id=group.job_id,
-                    worker=source,
-                    status=status,
-                    response=message.response,
-                )
-            else:
-                error = JobGroupError(
-                    text,
-                    job_id=group.job_id,
-                    worker=source,
-                    status=status,
-                    response=message.response,
-                    statuses=group.statuses,
-                    responses=group.responses,
-                )
+        group.responses[source] = response or {}
+        if status is not JobStatus.COMPLETED and (
+            group.single or (group.cancel_on_error and status is not JobStatus.CANCELLED)
+        ):
             pending = group.pending()
+            error = self._error(
+                group, f"{source!r} answered {status.value}{_detail(response)}", source, status
+            )
             self._fail(group, error)
-            if not group.single:
-                await self._guarded(self._worker.on_job_error(message))
-                await self._send_cancels(group.job_id, pending, f"{source!r} answered {status}")
+            if message is not None and group.cancel_on_error and status is not JobStatus.CANCELLED:
+                await self._worker._fire("on_job_error", message)
+            if pending:
+                await self._send_cancels(group.job_id, pending, f"worker {source!r} errored")
             return
         if not group.pending():
             self._close(group)
             group.done.set_result(None)
-            result = JobGroupResult(group.job_id, dict(group.statuses), dict(group.responses))
-            await self._guarded(self._worker.on_job_completed(result))
+            result = JobGroupResult(group.job_id, dict(group.responses), dict(group.statuses))
+            await self._worker._fire("on_job_completed", result)
 
-    def _on_timeout(self, group: JobGroup) -> None:
+    async def _time_out(self, group: JobGroup, timeout: float) -> None:
+        await asyncio.sleep(timeout)
         if group.done.done():
             return
         pending = group.pending()
-        what = "no answer" if group.sent else "workers not ready"
-        self._fail(
-            group,
-            JobTimeoutError(
-                f"{group.describe()}: {what} from {pending} in time",
-                job_id=group.job_id,
-                worker=pending[0] if len(pending) == 1 else None,
-            ),
-        )
+        group.timeout_task = None  # this task: _close must not cancel it
         if group.sent:
-            self._spawn(self._send_cancels(group.job_id, pending, "timeout"))
+            text = f"timeout: no answer from {pending} in time"
+        else:
+            text = f"workers {pending} not ready within timeout"
+        kind = JobTimeoutError if group.single else JobGroupTimeoutError
+        self._fail(group, self._error(group, text, kind=kind))
+        if group.sent:
+            await self._send_cancels(group.job_id, pending, "timeout")
+
+    def _error(
+        self,
+        group: JobGroup,
+        text: str,
+        worker: str | None = None,
+        status: JobStatus | None = None,
+        *,
+        kind: type[JobError] | None = None,
+    ) -> JobError:
+        message = f"{group.describe()}: {text}"
+        response = group.responses.get(worker) if worker is not None else None
+        if group.single:
+            cls = kind or JobError
+            return cls(
+                message, job_id=group.job_id, worker=worker, status=status, response=response
+            )
+        group_cls = kind if kind is not None and issubclass(kind, JobGroupError) else JobGroupError
+        return group_cls(
+            message,
+            job_id=group.job_id,
+            worker=worker,
+            status=status,
+            response=response,
+            statuses=group.statuses,
+            responses=group.responses,
+        )
 
     def _fail(self, group: JobGroup, error: JobError) -> None:
         self._close(group)
@@ -306,29 +374,19 @@ class JobTracker:
         self._groups.pop(group.job_id, None)
         if not self._groups:
             self._idle.set()
-        if group.timer is not None:
-            group.timer.cancel()
-            group.timer = None
-        if group.events is not None:
-            group.events.put_nowait(None)
+        task = group.timeout_task
+        if task is not None:
+            group.timeout_task = None
+            task.cancel()
+        if group.event_queue is not None:
+            group.event_queue.put_nowait(None)
 
     async def _send_cancels(self, job_id: str, workers: list[str], reason: str | None) -> None:
         me = self._worker.name
         for name in workers:
             try:
-                await self._worker.bus.send(
+                await self._worker.send_bus_message(
                     BusJobCancelMessage(job_id, reason, source=me, target=name)
                 )
             except Exception:
                 logger.exception("%s: could not cancel job %s on %r", me, job_id, name)
-
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _guarded(self, hook: Coroutine[Any, Any, None]) -> None:
-        try:
-            await hook
-        except Exception:
-            logger.exception("%s: job hook raised", self._worker)

@@ -6,10 +6,11 @@ import asyncio
 import enum
 import logging
 import secrets
+import warnings
 from typing import Any
 
+from natsbus._events import EventHandlers
 from natsbus.bus import AsyncQueueBus, BusState, BusSubscriber, WorkerBus
-from natsbus.bus.dispatch import cancel_and_wait
 from natsbus.messages import (
     BusAddWorkerMessage,
     BusCancelMessage,
@@ -22,12 +23,13 @@ from natsbus.messages import (
     BusWorkerRegistryMessage,
     WorkerRegistryEntry,
 )
+from natsbus.tasks import TaskManager, cancel_and_wait
 from natsbus.workers.registry import WorkerRegistry
 from natsbus.workers.signals import SignalHandlers
 from natsbus.workers.types import WorkerReadyData
 from natsbus.workers.worker import BaseWorker
 
-__all__ = ["RunnerState", "WorkerRunner"]
+__all__ = ["PipelineRunner", "RunnerState", "WorkerRunner"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ class RunnerState(enum.Enum):
     FINISHED = "finished"
 
 
-class WorkerRunner(BusSubscriber):
+class WorkerRunner(EventHandlers, BusSubscriber):
     """Hosts a set of workers on one bus and runs them until every one has ended.
 
     It starts each worker, announces it ready (``BusWorkerReadyMessage``) and publishes a
@@ -55,35 +57,55 @@ class WorkerRunner(BusSubscriber):
         await runner.add_workers(Translator(), Summarizer())
         await runner.run()  # returns when every worker has ended
 
-    The end or cancel of this runner's workers is delivered on the local bus only: the same
-    worker hosted by other runners (replicas share a name) goes on.
+    The end or cancel of this runner's workers goes through ``bus.send`` (a bus subscriber
+    sees it); a NatsBus delivers it to this process only, so the same worker hosted by other
+    runners (replicas share a name) goes on.
+
+    Events (``@runner.event_handler(...)``): ``on_ready(runner)`` once the bus is started and
+    the workers added so far are starting; ``on_error(runner, worker, error)`` when a worker's
+    run fails.
 
     Args:
+        name: Unique among the runners of a channel; defaults to ``runner-<random>``.
         bus: The bus to host the workers on; defaults to a new in-process bus. The runner
             starts it if it is not started, and then also stops it at the end.
-        name: Unique among the runners of a channel; defaults to ``runner-<random>``.
+        handle_sigint: Cancel the workers on SIGINT while running.
+        handle_sigterm: Drain on SIGTERM while running: running jobs finish within
+            ``grace_period``, then the workers end (a second SIGTERM cancels). On by default,
+            unlike pipecat: SIGTERM is how Kubernetes stops a pod.
         grace_period: Seconds running jobs get to finish on a graceful end (SIGTERM included).
-        handle_signals: Handle SIGTERM (drain) and SIGINT (cancel) while running.
         cancel_timeout: Seconds workers get to end after a cancel before their tasks are
             cancelled outright.
+        handle_signals: Sets both ``handle_sigint`` and ``handle_sigterm`` (natsbus's older
+            spelling).
+        task_manager: The task manager for the runner's, bus's and workers' tasks.
     """
 
     def __init__(
         self,
         *,
-        bus: WorkerBus | None = None,
         name: str | None = None,
+        bus: WorkerBus | None = None,
+        handle_sigint: bool = True,
+        handle_sigterm: bool = True,
         grace_period: float = 30.0,
-        handle_signals: bool = True,
         cancel_timeout: float = 10.0,
+        handle_signals: bool | None = None,
+        task_manager: TaskManager | None = None,
     ) -> None:
         if grace_period < 0:
             raise ValueError(f"grace_period must be >= 0, got {grace_period!r}")
+        if handle_signals is not None:
+            handle_sigint = handle_sigterm = handle_signals
         self._name = name or f"runner-{secrets.token_hex(4)}"
         self._bus = bus if bus is not None else AsyncQueueBus()
         self._registry = WorkerRegistry(self._name)
         self._grace_period = grace_period
-        self._handle_signals = handle_signals
+        self._handle_sigint = handle_sigint
+        self._handle_sigterm = handle_sigterm
+        self._task_manager = task_manager or TaskManager()
+        self._register_event_handler("on_ready")
+        self._register_event_handler("on_error")
         self._cancel_timeout = cancel_timeout
         self._workers: dict[str, BaseWorker] = {}
         self._hosts: dict[str, asyncio.Task[None]] = {}
@@ -96,6 +118,9 @@ class WorkerRunner(BusSubscriber):
 
     def __repr__(self) -> str:
         return f"<WorkerRunner {self._name!r} {self._state.value}>"
+
+    def __str__(self) -> str:
+        return self._name
 
     @property
     def name(self) -> str:
@@ -121,6 +146,11 @@ class WorkerRunner(BusSubscriber):
     def registry(self) -> WorkerRegistry:
         """The registry of ready workers, this runner's and the others'."""
         return self._registry
+
+    @property
+    def task_manager(self) -> TaskManager:
+        """The task manager shared with the bus and the workers."""
+        return self._task_manager
 
     @property
     def state(self) -> RunnerState:
@@ -149,21 +179,27 @@ class WorkerRunner(BusSubscriber):
     async def add_workers(self, *workers: BaseWorker) -> None:
         """Host workers: attach them to the bus, and start them if the runner is running.
 
+        As in pipecat, a worker whose name is already hosted here is logged and skipped, and
+        so is every worker once the runner has finished.
+
         Args:
             *workers: The workers.
-
-        Raises:
-            ValueError: A worker of the same name is already hosted here.
-            RuntimeError: The runner has finished.
         """
         if self._state is RunnerState.FINISHED:
-            raise RuntimeError(f"{self!r} has finished; it cannot host more workers")
+            logger.error("%r has finished; %s not added", self, [w.name for w in workers])
+            return
         for worker in workers:
             if worker.name in self._workers:
-                raise ValueError(f"{self!r} already hosts a worker named {worker.name!r}")
-        for worker in workers:
+                logger.error("%r already hosts a worker named %r; skipped", self, worker.name)
+                continue
+            if worker.registry_or_none is not None:
+                logger.error("%r is already attached to a runner; skipped", worker)
+                continue
             await worker.attach(
-                bus=self._bus, registry=self._registry, runner=self, grace_period=self._grace_period
+                registry=self._registry,
+                bus=self._bus,
+                worker_runner=self,
+                grace_period=self._grace_period,
             )
             self._workers[worker.name] = worker
             if self._state is RunnerState.RUNNING:
@@ -183,9 +219,10 @@ class WorkerRunner(BusSubscriber):
             on_term=lambda: self._spawn(self.end("SIGTERM")),
             on_int=lambda: self._spawn(self.cancel("SIGINT")),
         )
-        if self._handle_signals:
-            signals.install()
+        if self._handle_sigint or self._handle_sigterm:
+            signals.install(sigint=self._handle_sigint, sigterm=self._handle_sigterm)
         try:
+            await self._bus.setup(self._task_manager)
             await self._bus.subscribe(self)
             if owns_bus:
                 await self._bus.start()
@@ -193,6 +230,7 @@ class WorkerRunner(BusSubscriber):
             for worker in list(self._workers.values()):
                 self._start(worker)
             self._check_all_ended()
+            await self._call_event_handler("on_ready")
             await self._wait_all_ended()
         finally:
             signals.remove()
@@ -219,10 +257,8 @@ class WorkerRunner(BusSubscriber):
         await self._bus.pause_jobs()
         for worker in self._roots():
             worker.executor.drain()  # at once: a request already queued must not start
-            # Delivered on the local bus only: replicas of this worker elsewhere go on.
-            worker.deliver_locally(
-                BusEndWorkerMessage(reason, source=self._name, target=worker.name)
-            )
+            # A NatsBus keeps it in this process: replicas of this worker elsewhere go on.
+            await self._bus.send(BusEndWorkerMessage(reason, source=self._name, target=worker.name))
 
     async def cancel(self, reason: str | None = None) -> None:
         """Cancel every worker: running jobs are cancelled and answered ``cancelled``.
@@ -236,7 +272,7 @@ class WorkerRunner(BusSubscriber):
         self._cancelled.set()
         logger.info("%s: cancelling (%s)", self, reason)
         for worker in self._roots():
-            worker.deliver_locally(
+            await self._bus.send(
                 BusCancelWorkerMessage(reason, source=self._name, target=worker.name)
             )
 
@@ -280,8 +316,9 @@ class WorkerRunner(BusSubscriber):
     async def _host(self, worker: BaseWorker) -> None:
         try:
             await worker.lifecycle.run(lambda: self._announce(worker))
-        except Exception:
+        except Exception as error:
             logger.exception("%s: worker %r failed", self, worker.name)
+            await self._call_event_handler("on_error", worker, error)
         finally:
             self._registry.forget(worker.name)
             try:
@@ -392,3 +429,15 @@ def _remote(name: str, message: BusWorkerReadyMessage) -> WorkerReadyData:
         message.bridged,
         message.started_at,
     )
+
+
+class PipelineRunner(WorkerRunner):
+    """Deprecated: pipecat's former name of :class:`WorkerRunner` (it warns when made)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        warnings.warn(
+            "PipelineRunner is deprecated; use WorkerRunner",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        super().__init__(**kwargs)

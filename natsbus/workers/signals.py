@@ -30,13 +30,11 @@ class SignalHandlers:
         self._terms = 0
         self._installed: list[signal.Signals] = []
 
-    def install(self) -> None:
-        """Install the handlers on the running loop."""
+    def install(self, *, sigterm: bool = True, sigint: bool = True) -> None:
+        """Install the handlers on the running loop (for the signals asked for)."""
         loop = asyncio.get_running_loop()
-        for signum, callback in (
-            (signal.SIGTERM, self._term),
-            (signal.SIGINT, self._int),
-        ):
+        wanted = ((signal.SIGTERM, self._term, sigterm), (signal.SIGINT, self._int, sigint))
+        for signum, callback in ((s, c) for s, c, on in wanted if on):
             try:
                 loop.add_signal_handler(signum, callback)
             except (NotImplementedError, RuntimeError, ValueError):

@@ -5,13 +5,16 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from natsbus.messages import JobStatus, Payload
 
 __all__ = [
     "JobEvent",
     "JobEventKind",
+    "JobGroupEvent",
     "JobGroupParams",
+    "JobGroupResponse",
     "JobGroupResult",
     "JobParams",
     "WorkerErrorData",
@@ -36,6 +39,11 @@ class JobParams:
             means no deadline. The clocks of requester and worker are assumed in sync (NTP).
         wait_ready: Wait until the worker is known to be ready (in this runner's registry)
             before sending the request.
+        label: A human-readable description of the work (``"Research: Radiohead"``), kept
+            on the job group.
+        cancellable: Whether a cancel asked for from outside the requester
+            (:meth:`~natsbus.BaseWorker.request_cancel_job_group`) is honoured; the
+            requester's own cancels (a timeout, an error, its end) always are.
     """
 
     name: str | None = None
@@ -43,6 +51,8 @@ class JobParams:
     timeout: float | None = None
     deadline: float | None = None
     wait_ready: bool = True
+    label: str | None = None
+    cancellable: bool = True
 
     def __post_init__(self) -> None:
         if self.timeout is not None and self.timeout <= 0:
@@ -76,19 +86,45 @@ class JobEventKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class JobEvent:
-    """Something a worker sent about a job before its response.
+    """Something a worker sent about a job before its response (or, for a stream, as its end).
+
+    The same class serves a job and a job group (``JobGroupEvent`` is another name for it).
+    Compare :attr:`type` with the class constants, as in pipecat::
+
+        async for event in handle:
+            if event.type == JobEvent.UPDATE:
+                print(event.worker_name, event.data)
 
     Attributes:
-        kind: What the event reports.
-        worker: The worker that sent it.
+        type: What the event reports.
+        worker_name: The worker that sent it.
         data: The update or chunk payload.
         urgent: Whether it was sent with system priority (and so may overtake data events).
     """
 
-    kind: JobEventKind
-    worker: str
+    UPDATE: ClassVar[JobEventKind] = JobEventKind.UPDATE
+    STREAM_START: ClassVar[JobEventKind] = JobEventKind.STREAM_START
+    STREAM_DATA: ClassVar[JobEventKind] = JobEventKind.STREAM_DATA
+    STREAM_END: ClassVar[JobEventKind] = JobEventKind.STREAM_END
+
+    type: JobEventKind
+    worker_name: str = ""
     data: Payload | None = None
     urgent: bool = False
+
+    @property
+    def kind(self) -> JobEventKind:
+        """Another name for :attr:`type`."""
+        return self.type
+
+    @property
+    def worker(self) -> str:
+        """Another name for :attr:`worker_name`."""
+        return self.worker_name
+
+
+JobGroupEvent = JobEvent
+"""pipecat's name for the events of a job group: the same class as :class:`JobEvent`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,13 +133,17 @@ class JobGroupResult:
 
     Attributes:
         job_id: The job's id, shared by the group.
+        responses: Each worker's response payload (``{}`` when it sent none), by worker name.
         statuses: Each worker's status, by worker name.
-        responses: Each worker's response payload, by worker name.
     """
 
     job_id: str
+    responses: Mapping[str, Payload] = field(default_factory=dict)
     statuses: Mapping[str, JobStatus] = field(default_factory=dict)
-    responses: Mapping[str, Payload | None] = field(default_factory=dict)
+
+
+JobGroupResponse = JobGroupResult
+"""pipecat's name for :class:`JobGroupResult`."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ import re
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from natsbus._events import EventHandlers
 from natsbus.bus import BusSubscriber, WorkerBus
 from natsbus.messages import (
     BusActivateWorkerMessage,
@@ -17,6 +18,7 @@ from natsbus.messages import (
     BusDeactivateWorkerMessage,
     BusEndMessage,
     BusEndWorkerMessage,
+    BusFrameMessage,
     BusJobCancelMessage,
     BusJobRequestMessage,
     BusJobResponseMessage,
@@ -32,11 +34,12 @@ from natsbus.messages import (
     BusWorkerLocalErrorMessage,
     Payload,
 )
+from natsbus.tasks import TaskManager
 from natsbus.workers.executor import JobExecutor
 from natsbus.workers.jobs_api import JobMethods
 from natsbus.workers.lifecycle import Lifecycle, WorkerState
 from natsbus.workers.registry import WorkerRegistry
-from natsbus.workers.requests import JobTracker
+from natsbus.workers.requests import JobGroup, JobTracker
 from natsbus.workers.types import WorkerErrorData, WorkerReadyData
 
 if TYPE_CHECKING:
@@ -59,12 +62,32 @@ _REPLIES = (
 )
 
 
+_EVENTS = (
+    "on_activated",
+    "on_deactivated",
+    "on_bus_message",
+    "on_worker_ready",
+    "on_worker_failed",
+    "on_job_request",
+    "on_job_response",
+    "on_job_update",
+    "on_job_update_requested",
+    "on_job_completed",
+    "on_job_error",
+    "on_job_stream_start",
+    "on_job_stream_data",
+    "on_job_stream_end",
+    "on_job_cancelled",
+)
+"""The events a worker fires, each after the hook method of the same name."""
+
+
 def _default_name(cls: type) -> str:
     """``TranslatorWorker`` -> ``translator-worker``: replicas of a class share a name."""
     return re.sub(r"(?<!^)(?=[A-Z])", "-", cls.__name__).lower()
 
 
-class BaseWorker(JobMethods, BusSubscriber):
+class BaseWorker(JobMethods, EventHandlers, BusSubscriber):
     """A worker: a named bus subscriber that runs jobs, requests jobs, and has children.
 
     Subclass it, mark job handlers with :func:`~natsbus.workers.job`, and give it to a
@@ -81,7 +104,12 @@ class BaseWorker(JobMethods, BusSubscriber):
 
     Override the hooks (each default does nothing; calling ``super()`` is not needed):
     :meth:`setup` / :meth:`cleanup`, :meth:`on_activated` / :meth:`on_deactivated`,
-    :meth:`on_worker_ready` / :meth:`on_worker_failed`, and the job hooks ``on_job_*``.
+    :meth:`on_worker_ready` / :meth:`on_worker_failed`, and the job hooks ``on_job_*``. Or
+    attach event handlers as in pipecat, which run after the hook of the same name::
+
+        @worker.event_handler("on_job_completed")
+        async def completed(worker, result): ...
+
     Messages of your own types reach :meth:`on_bus_message`: override it and call ``super()``.
 
     Every replica of a worker (the same worker on several runners) has the same name; a job
@@ -90,17 +118,24 @@ class BaseWorker(JobMethods, BusSubscriber):
     Args:
         name: The worker's name on the bus; defaults to :attr:`default_name`, else the class
             name in kebab case (``TranslatorWorker`` -> ``translator-worker``).
-        active: Become active when ready. An inactive worker answers job requests
-            ``error`` until it is activated (it still answers cancels and its own jobs'
-            replies reach it).
+        active: Whether the worker is active from the start (as in pipecat, even before a
+            runner starts it); ``on_activated`` fires once it is ready. An inactive worker
+            answers job requests ``error`` until it is activated (it still answers cancels,
+            and its own jobs' replies reach it).
         bridged: Whether the worker is bridged onto a pipeline (reported in the registry).
+        task_manager: The task manager for the worker's tasks; defaults to its runner's.
     """
 
     default_name: ClassVar[str | None] = None
     """The name instances get when none is given."""
 
     def __init__(
-        self, name: str | None = None, *, active: bool = True, bridged: bool = False
+        self,
+        name: str | None = None,
+        *,
+        active: bool = True,
+        bridged: bool = False,
+        task_manager: TaskManager | None = None,
     ) -> None:
         if name is None:
             name = self.default_name or _default_name(type(self))
@@ -113,28 +148,32 @@ class BaseWorker(JobMethods, BusSubscriber):
         self._bus: WorkerBus | None = None
         self._registry: WorkerRegistry | None = None
         self._runner: WorkerRunner | None = None
+        self._task_manager = task_manager
         self._watched: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lifecycle = Lifecycle(self, active=active)
         self._executor = JobExecutor(self)
-        if type(self).on_job_request is not JobMethods.on_job_request:
-            self._executor.set_fallback(self.on_job_request)
         self._tracker = JobTracker(self)
+        for event in _EVENTS:
+            self._register_event_handler(event)
         self._routes: dict[type[BusMessage], _Route] = {
-            BusActivateWorkerMessage: self._on_activate,
-            BusDeactivateWorkerMessage: self._on_deactivate,
-            BusEndWorkerMessage: self._on_end,
-            BusCancelWorkerMessage: self._on_cancel,
+            BusActivateWorkerMessage: self._handle_worker_activate,
+            BusDeactivateWorkerMessage: self._handle_worker_deactivate,
+            BusEndWorkerMessage: self._handle_worker_end,
+            BusCancelWorkerMessage: self._handle_worker_cancel,
             BusJobRequestMessage: self._executor.on_request,
             BusJobCancelMessage: self._executor.on_cancel,
             BusJobUpdateRequestMessage: self._executor.on_update_request,
-            BusWorkerLocalErrorMessage: self._on_worker_error,
-            BusWorkerErrorMessage: self._on_worker_error,
+            BusWorkerLocalErrorMessage: self._handle_worker_error,
+            BusWorkerErrorMessage: self._handle_worker_error,
             **dict.fromkeys(_REPLIES, self._tracker.on_reply),
         }
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._name!r} {self._lifecycle.state.value}>"
+
+    def __str__(self) -> str:
+        return self._name
 
     # --- identity and state -----------------------------------------------------------------
 
@@ -179,9 +218,16 @@ class BaseWorker(JobMethods, BusSubscriber):
         return self._lifecycle.state
 
     @property
-    def running_jobs(self) -> dict[str, BusJobRequestMessage]:
-        """The requests this worker is handling, by job id."""
+    def active_jobs(self) -> dict[str, BusJobRequestMessage]:
+        """The requests this worker took and has not answered yet, by job id."""
         return self._executor.running
+
+    running_jobs = active_jobs
+
+    @property
+    def job_groups(self) -> dict[str, JobGroup]:
+        """The jobs and job groups this worker requested that are still open, by job id."""
+        return self._tracker.groups
 
     @property
     def bus(self) -> WorkerBus:
@@ -211,8 +257,8 @@ class BaseWorker(JobMethods, BusSubscriber):
         return self._registry
 
     @property
-    def runner(self) -> WorkerRunner:
-        """The runner hosting the worker.
+    def worker_runner(self) -> WorkerRunner:
+        """The runner hosting the worker (``self.worker_runner.get_worker("helper")``).
 
         Raises:
             RuntimeError: The worker was not given to a runner yet.
@@ -220,6 +266,17 @@ class BaseWorker(JobMethods, BusSubscriber):
         if self._runner is None:
             raise RuntimeError(f"{self!r} has no runner: add it to a WorkerRunner first")
         return self._runner
+
+    runner = worker_runner
+
+    @property
+    def task_manager(self) -> TaskManager:
+        """The task manager the worker's tasks are made with: its own, its runner's, or new."""
+        if self._task_manager is None:
+            self._task_manager = (
+                self._runner.task_manager if self._runner is not None else TaskManager()
+            )
+        return self._task_manager
 
     @property
     def executor(self) -> JobExecutor:
@@ -236,17 +293,52 @@ class BaseWorker(JobMethods, BusSubscriber):
         """This worker's lifecycle state machine (internal)."""
         return self._lifecycle
 
+    # pipecat's spellings of the lifecycle's state, which its tests and apps set directly.
+    @property
+    def _active(self) -> bool:
+        return self._lifecycle.active
+
+    @_active.setter
+    def _active(self, value: bool) -> None:
+        self._lifecycle.active = value
+
+    @property
+    def _pending_activation(self) -> bool:
+        return self._lifecycle.pending_activation
+
+    @_pending_activation.setter
+    def _pending_activation(self, value: bool) -> None:
+        self._lifecycle.pending_activation = value
+
+    @property
+    def _finished_event(self) -> asyncio.Event:
+        return self._lifecycle.ended_event
+
+    @property
+    def _job_groups(self) -> dict[str, JobGroup]:
+        return self._tracker.groups
+
     async def wait(self) -> None:
         """Wait until the worker has ended."""
         await self._lifecycle.wait()
 
     # --- hooks ------------------------------------------------------------------------------
 
-    async def setup(self) -> None:
-        """Prepare the worker before it is announced ready; raising fails the worker."""
+    async def setup(self, task_manager: TaskManager | None = None) -> None:
+        """Prepare the worker before it is announced ready; raising fails the worker.
+
+        Override it without arguments (natsbus) or with the task manager (pipecat, which
+        calls it with one); the runner calls it either way.
+
+        Args:
+            task_manager: The task manager to make the worker's tasks with.
+        """
+        if task_manager is not None:
+            self._task_manager = task_manager
 
     async def cleanup(self) -> None:
         """Release what :meth:`setup` took, once the worker has ended (jobs are answered)."""
+        await self._wait_event_handlers()
 
     async def on_activated(self, args: Payload | None) -> None:
         """Called when the worker becomes active (when ready, if created active).
@@ -303,27 +395,34 @@ class BaseWorker(JobMethods, BusSubscriber):
 
         Args:
             worker_name: The worker to activate.
-            args: Arguments for its ``on_activated``.
+            args: Arguments for its ``on_activated`` (a dict, or an object with ``to_dict()``
+                such as pipecat's ``WorkerActivationArgs``).
             deactivate_self: Hand over: this worker becomes inactive *before* the activation
-                is sent, so the two are never active at once.
+                is sent (locally, at once, and with a ``BusDeactivateWorkerMessage`` for
+                observers), so the two are never active at once.
         """
-        if deactivate_self:
-            # Locally and at once: a deactivation sent to ourselves over the bus could arrive
+        if deactivate_self and self.active:
+            # Locally and at once: a deactivation that only went over the bus could arrive
             # after the other worker already handed activation back.
             await self._lifecycle.deactivate()
+            await self.send_bus_message(
+                BusDeactivateWorkerMessage(source=self._name, target=self._name)
+            )
+        to_dict = getattr(args, "to_dict", None)
+        payload: Payload | None = to_dict() if callable(to_dict) else args
         await self.send_bus_message(
-            BusActivateWorkerMessage(args, source=self._name, target=worker_name)
+            BusActivateWorkerMessage(payload, source=self._name, target=worker_name)
         )
 
     async def deactivate_worker(self, worker_name: str) -> None:
         """Deactivate a worker (``on_deactivated`` fires on it).
 
         Args:
-            worker_name: The worker to deactivate.
+            worker_name: The worker to deactivate; for this worker itself the change is
+                immediate (the message still goes out, for observers).
         """
         if worker_name == self._name:
             await self._lifecycle.deactivate()
-            return
         await self.send_bus_message(
             BusDeactivateWorkerMessage(source=self._name, target=worker_name)
         )
@@ -331,37 +430,43 @@ class BaseWorker(JobMethods, BusSubscriber):
     async def add_workers(self, *workers: BaseWorker, watch: bool = True) -> None:
         """Add child workers, hosted by this worker's runner and ended with this worker.
 
+        A worker that already has a parent is logged and skipped, as in pipecat.
+
         Args:
             *workers: The children.
             watch: Call :meth:`on_worker_ready` when each child is ready.
-
-        Raises:
-            ValueError: A worker already has a parent.
         """
+        added: list[str] = []
         for worker in workers:
             if worker._parent is not None or worker is self:
-                raise ValueError(f"{worker!r} already has a parent ({worker._parent!r})")
-        for worker in workers:
+                logger.warning(
+                    "%s: %r already has a parent (%r); skipped", self, worker, worker._parent
+                )
+                continue
             worker._parent = self._name
             self._children.append(worker)
+            added.append(worker.name)
             await self.send_bus_message(BusAddWorkerMessage(worker, source=self._name))
-        if watch:
-            await self.watch_workers(*(worker.name for worker in workers))
+        if watch and added:
+            await self.watch_workers(*added)
 
     async def watch_workers(self, *worker_names: str) -> None:
         """Call :meth:`on_worker_ready` when each named worker is ready, here or remotely.
 
         Fires at once for a worker already known to be ready. A watched root worker's error
-        reports reach :meth:`on_worker_failed`.
+        reports reach :meth:`on_worker_failed`. A no-op before the worker has a runner.
 
         Args:
             *worker_names: The workers to watch.
         """
+        registry = self._registry
+        if registry is None:
+            return
         for worker_name in worker_names:
             if worker_name in self._watched:
                 continue
             self._watched.add(worker_name)
-            await self.registry.watch(worker_name, self.on_worker_ready)
+            await registry.watch(worker_name, self._on_watched_worker_ready)
 
     async def end(self, reason: str | None = None) -> None:
         """Ask the runners to end the session gracefully (``BusEndMessage``).
@@ -379,33 +484,26 @@ class BaseWorker(JobMethods, BusSubscriber):
         """
         await self.send_bus_message(BusCancelMessage(reason, source=self._name))
 
-    # --- the runner's side ------------------------------------------------------------------
+    # --- tasks ------------------------------------------------------------------------------
 
-    async def attach(
-        self, *, bus: WorkerBus, registry: WorkerRegistry, runner: WorkerRunner, grace_period: float
-    ) -> None:
-        """Join a runner: subscribe to its bus (called by the runner).
+    def create_task(
+        self, coroutine: Coroutine[Any, Any, Any], name: str | None = None
+    ) -> asyncio.Task[Any]:
+        """Run a coroutine in a task of the worker's task manager.
 
-        Raises:
-            RuntimeError: The worker was already attached.
+        Args:
+            coroutine: The coroutine.
+            name: The task's name (prefixed with the worker's).
+
+        Returns:
+            The task.
         """
-        if self._lifecycle.state is not WorkerState.CREATED:
-            raise RuntimeError(f"{self!r} was already added to a runner")
-        self._bus, self._registry, self._runner = bus, registry, runner
-        self._lifecycle.grace_period = grace_period
-        self._lifecycle.state = WorkerState.ATTACHED
-        await bus.subscribe(self)
+        label = name or getattr(getattr(coroutine, "cr_code", None), "co_name", "task")
+        return self.task_manager.create_task(coroutine, f"{self._name}::{label}")
 
-    def deliver_locally(self, message: BusMessage) -> None:
-        """Hand a message to this process's subscribers only, never to the network.
-
-        Used to end or cancel this worker's children: replicas of a worker on other runners
-        share its name (and its children's), and a targeted message sent over NATS would reach
-        every one of them.
-        """
-        bus = self.bus
-        bus.stamp(message)
-        bus.on_message_received(message)
+    async def cancel_task(self, task: asyncio.Task[Any], timeout: float | None = 1.0) -> None:
+        """Cancel a task and wait for it (at most ``timeout`` seconds)."""
+        await self.task_manager.cancel_task(task, timeout)
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         """Run a coroutine in a task the worker keeps until it is done."""
@@ -413,37 +511,98 @@ class BaseWorker(JobMethods, BusSubscriber):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    # --- the runner's side ------------------------------------------------------------------
+
+    async def attach(
+        self,
+        *,
+        registry: WorkerRegistry,
+        bus: WorkerBus,
+        worker_runner: WorkerRunner,
+        grace_period: float | None = None,
+    ) -> None:
+        """Join a runner: subscribe to its bus (called by the runner, as in pipecat).
+
+        A second attach is logged and ignored.
+
+        Args:
+            registry: The runner's registry.
+            bus: The runner's bus.
+            worker_runner: The runner.
+            grace_period: Seconds running jobs get on a graceful end (default: the runner's).
+        """
+        if self._lifecycle.state is not WorkerState.CREATED:
+            logger.error("%r is already attached to a runner; attach ignored", self)
+            return
+        self._bus, self._registry, self._runner = bus, registry, worker_runner
+        if grace_period is None:
+            grace_period = getattr(worker_runner, "grace_period", None)
+        if grace_period is not None:
+            self._lifecycle.grace_period = grace_period
+        self._lifecycle.state = WorkerState.ATTACHED
+        await bus.subscribe(self)
+
+    # --- events -----------------------------------------------------------------------------
+
+    @property
+    def _takes_any_job(self) -> bool:
+        """Whether a request no ``@job`` handler claims has somewhere to go."""
+        overridden = type(self).on_job_request is not JobMethods.on_job_request
+        return overridden or bool(self._events()["on_job_request"][1])
+
+    async def _fire(self, event: str, *args: Any) -> None:
+        """Call the hook method named ``event``, then the event handlers attached to it."""
+        try:
+            await getattr(self, event)(*args)
+        except Exception:
+            # A hook's bug must not stop the lane (or the job) that fired it.
+            logger.exception("%s: %s raised", self, event)
+        await self._call_event_handler(event, *args)
+
+    async def _fire_event(self, event: str, *args: Any) -> None:
+        """Call only the event handlers attached to ``event`` (its hook was called already)."""
+        await self._call_event_handler(event, *args)
+
     # --- receiving --------------------------------------------------------------------------
 
     async def on_bus_message(self, message: BusMessage) -> None:
         """Handle a message: lifecycle, jobs and errors are routed to their handlers.
 
         Messages for another worker are ignored (an in-process bus delivers everything to
-        everyone). Override to handle your own message types, and call ``super()``.
+        everyone), and so are frames (a pipeline worker takes those). Override to handle your
+        own message types, and call ``super()``. The ``on_bus_message`` event fires after.
 
         Args:
             message: The message.
         """
+        if isinstance(message, BusFrameMessage):
+            return
         target = message.target
         if target is not None and target != self._name:
             return
         route = self._routes.get(type(message))
         if route is not None:
             await route(message)
+        await self._call_event_handler("on_bus_message", message)
 
-    async def _on_activate(self, message: BusActivateWorkerMessage) -> None:
+    async def _handle_worker_activate(self, message: BusActivateWorkerMessage) -> None:
         await self._lifecycle.activate(message.args)
 
-    async def _on_deactivate(self, message: BusDeactivateWorkerMessage) -> None:
+    async def _handle_worker_deactivate(self, message: BusDeactivateWorkerMessage) -> None:
         await self._lifecycle.deactivate()
 
-    async def _on_end(self, message: BusEndWorkerMessage) -> None:
+    async def _handle_worker_end(self, message: BusEndWorkerMessage) -> None:
+        """End gracefully; returns once the children have ended (as pipecat's does)."""
         self._lifecycle.begin_stop(graceful=True, reason=message.reason)
+        await self._lifecycle.end_children(message.reason)
+        await self._lifecycle.wait_children()
 
-    async def _on_cancel(self, message: BusCancelWorkerMessage) -> None:
+    async def _handle_worker_cancel(self, message: BusCancelWorkerMessage) -> None:
+        """Cancel at once; the children are told before this returns."""
         self._lifecycle.begin_stop(graceful=False, reason=message.reason)
+        await self._lifecycle.cancel_children(message.reason)
 
-    async def _on_worker_error(
+    async def _handle_worker_error(
         self, message: BusWorkerErrorMessage | BusWorkerLocalErrorMessage
     ) -> None:
         source = message.source
@@ -451,4 +610,7 @@ class BaseWorker(JobMethods, BusSubscriber):
             return
         is_child = any(child.name == source for child in self._children)
         if is_child or (isinstance(message, BusWorkerErrorMessage) and source in self._watched):
-            await self.on_worker_failed(WorkerErrorData(source, message.error))
+            await self._fire("on_worker_failed", WorkerErrorData(source, message.error))
+
+    async def _on_watched_worker_ready(self, data: WorkerReadyData) -> None:
+        await self._fire("on_worker_ready", data)

@@ -36,7 +36,7 @@ from nats.aio.subscription import Subscription
 from nats.errors import OutboundBufferLimitError
 from nats.js.client import JetStreamContext
 
-from natsbus.bus.base import BusMetricsProvider, BusObserverFactory, WorkerBus
+from natsbus.bus.base import BusMetricsProvider, BusObserverFactory, BusState, WorkerBus
 from natsbus.bus.dispatch import DEFAULT_TIME_SLICE, DispatchObserver
 from natsbus.bus.nats.connection import open_connection
 from natsbus.bus.nats.consumer_set import ConsumerSet
@@ -51,13 +51,16 @@ from natsbus.bus.nats.options import JetStreamOptions, NatsConnectOptions
 from natsbus.bus.nats.outbox import EXPECTED_STREAM_HEADER, JobOutbox, OutboundJobMessage
 from natsbus.bus.subscriber import BusSubscriber
 from natsbus.codec import Codec
-from natsbus.errors import BusUnavailableError, MessageTooLargeError
+from natsbus.errors import BusClosedError, BusUnavailableError, MessageTooLargeError
 from natsbus.messages import (
     JOB_MESSAGE_TYPES,
+    BusCancelWorkerMessage,
+    BusEndWorkerMessage,
     BusJobCancelMessage,
     BusJobRequestMessage,
     BusJobResponseMessage,
     BusJobResponseUrgentMessage,
+    BusJobStreamEndMessage,
     BusJobUpdateRequestMessage,
     BusMessage,
     BusSystemMessage,
@@ -68,9 +71,16 @@ __all__ = ["ConsumerStatistics", "NatsBus"]
 
 logger = logging.getLogger("natsbus.bus.nats")
 
-_FINAL_RESPONSES: Final = (BusJobResponseMessage, BusJobResponseUrgentMessage)
+_FINAL_RESPONSES: Final = (
+    BusJobResponseMessage,
+    BusJobResponseUrgentMessage,
+    BusJobStreamEndMessage,  # ends and answers a streamed job, as in pipecat
+)
 _TO_WORKER: Final = (BusJobRequestMessage, BusJobCancelMessage, BusJobUpdateRequestMessage)
 
+
+_LOCAL_COMMANDS: Final = (BusEndWorkerMessage, BusCancelWorkerMessage)
+"""Kept in the process when both sender and target are subscribers of this bus."""
 
 _LANES: Final[tuple[Lane, Lane]] = ("sys", "data")
 _SUBJECT_CACHE_SIZE: Final = 10_000
@@ -191,9 +201,16 @@ class NatsBus(WorkerBus):
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect, make sure the job stream exists, subscribe, and start dispatching."""
+        """Connect, make sure the job stream exists, subscribe, and start dispatching.
+
+        Raises:
+            BusClosedError: The bus was stopped: unlike an in-process bus, a NatsBus is not
+                started again (its consumers and connections are gone); make a new one.
+        """
         if self._connected:
             return
+        if self.state is BusState.STOPPED:
+            raise BusClosedError(f"{self!r} was stopped; a NatsBus cannot be started again")
         await self._connect()
         await ensure_streams(self._jetstream["data"], self._layout, self._js_options)
         for lane in _LANES:
@@ -348,6 +365,11 @@ class NatsBus(WorkerBus):
             MessageTooLargeError: The encoded message exceeds the server's max payload.
             BusUnavailableError: The server is away and the client's buffer is full.
         """
+        if isinstance(message, _LOCAL_COMMANDS) and self._hosts(message.source, message.target):
+            # A runner or parent ending its own worker: replicas elsewhere share the name and
+            # must go on, so this never leaves the process.
+            self.on_message_received(message)
+            return
         if not self._connected:
             # Not connected yet: keep it, in order, for start().
             self._codec.encode(message)  # refuse what can never be sent now, not later
@@ -373,6 +395,10 @@ class NatsBus(WorkerBus):
                 "NATS server unreachable and the reconnect buffer is full"
             ) from error
         self.on_message_received(message)
+
+    def _hosts(self, *names: str | None) -> bool:
+        """Whether every one of ``names`` is a subscriber of this bus."""
+        return all(name is not None and name in self._dispatchers for name in names)
 
     def _kind(self, cls: type[BusMessage]) -> tuple[Lane, bool]:
         """The lane and the JetStream-ness of a message class, worked out once per class."""

@@ -1,0 +1,126 @@
+"""Named event handlers, as pipecat's objects have them: ``@obj.event_handler("on_ready")``.
+
+A class declares its events once (:meth:`EventHandlers._register_event_handler`); users attach
+handlers with :meth:`~EventHandlers.event_handler` or :meth:`~EventHandlers.add_event_handler`;
+the class fires them with :meth:`~EventHandlers._call_event_handler`. Each handler is called
+with the object first, then the event's arguments (``handler(worker, args)``).
+
+By default every handler runs in a task of its own, so a slow handler never holds up the bus
+lane that fired it; an event registered with ``sync=True`` awaits its handlers in place.
+A handler that raises is logged and the others still run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = ["EventHandlers"]
+
+logger = logging.getLogger(__name__)
+
+_Handler = TypeVar("_Handler", bound=Callable[..., Any])
+
+
+class EventHandlers:
+    """Mixin: named events that handlers can be attached to.
+
+    The state is created on first use, so a subclass needs no ``__init__`` call for it.
+    """
+
+    _event_handlers: dict[str, tuple[bool, list[Callable[..., Any]]]]
+    _event_tasks: set[asyncio.Task[None]]
+
+    def _events(self) -> dict[str, tuple[bool, list[Callable[..., Any]]]]:
+        try:
+            return self._event_handlers
+        except AttributeError:
+            self._event_handlers = {}
+            self._event_tasks = set()
+            return self._event_handlers
+
+    def _register_event_handler(self, event_name: str, *, sync: bool = False) -> None:
+        """Declare an event (once per instance); ``sync`` awaits its handlers in place."""
+        self._events().setdefault(event_name, (sync, []))
+
+    @property
+    def event_names(self) -> tuple[str, ...]:
+        """The events handlers can be attached to."""
+        return tuple(self._events())
+
+    def add_event_handler(self, event_name: str, handler: Callable[..., Any]) -> None:
+        """Call ``handler(self, *args)`` whenever ``event_name`` fires.
+
+        Args:
+            event_name: One of :attr:`event_names`.
+            handler: A coroutine function or a plain function.
+
+        An unknown event name is logged and ignored, as pipecat does: an app written for
+        pipecat may attach handlers for events natsbus never fires.
+        """
+        entry = self._events().get(event_name)
+        if entry is None:
+            logger.warning(
+                "%r has no event %r; its events are %s", self, event_name, sorted(self._events())
+            )
+            return
+        entry[1].append(handler)
+
+    def remove_event_handler(self, event_name: str, handler: Callable[..., Any]) -> None:
+        """Detach a handler (a no-op if it is not attached)."""
+        entry = self._events().get(event_name)
+        if entry is not None and handler in entry[1]:
+            entry[1].remove(handler)
+
+    def event_handler(self, event_name: str) -> Callable[[_Handler], _Handler]:
+        """Attach the decorated function to an event (as :meth:`add_event_handler` does).
+
+        Example::
+
+            @worker.event_handler("on_activated")
+            async def activated(worker, args): ...
+        """
+
+        def decorator(handler: _Handler) -> _Handler:
+            self.add_event_handler(event_name, handler)
+            return handler
+
+        return decorator
+
+    async def _call_event_handler(self, event_name: str, *args: Any) -> None:
+        """Fire an event: run each attached handler (in its own task unless ``sync``)."""
+        entry = self._events().get(event_name)
+        if entry is None or not entry[1]:
+            return
+        sync, handlers = entry
+        for handler in list(handlers):
+            if sync:
+                await self._run_event_handler(event_name, handler, args)
+            else:
+                task = asyncio.get_running_loop().create_task(
+                    self._run_event_handler(event_name, handler, args),
+                    name=f"natsbus-event[{event_name}]",
+                )
+                self._event_tasks.add(task)
+                task.add_done_callback(self._event_tasks.discard)
+
+    async def _run_event_handler(
+        self, event_name: str, handler: Callable[..., Any], args: tuple[Any, ...]
+    ) -> None:
+        try:
+            result = handler(self, *args)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            # One handler's bug must not stop the others, nor the lane that fired the event.
+            logger.exception("%r: event handler for %r raised", self, event_name)
+
+    async def _wait_event_handlers(self) -> None:
+        """Wait for the handlers still running (except the caller's own task)."""
+        current = asyncio.current_task()
+        tasks = [t for t in getattr(self, "_event_tasks", ()) if t is not current]
+        if tasks:
+            await asyncio.wait(tasks)
