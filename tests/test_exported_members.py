@@ -119,6 +119,7 @@ EXPECTED_ALL = [
     "TaskManager",
     "UnknownMessageTypeError",
     "UnsupportedValueError",
+    "WorkerActivationArgs",
     "WorkerBus",
     "WorkerErrorData",
     "WorkerReadyData",

@@ -27,6 +27,7 @@ from natsbus.workers.types import (
     JobGroupResponse,
     JobGroupResult,
     JobParams,
+    WorkerActivationArgs,
     WorkerErrorData,
     WorkerReadyData,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "JobTimeoutError",
     "PipelineRunner",
     "RunnerState",
+    "WorkerActivationArgs",
     "WorkerErrorData",
     "WorkerReadyData",
     "WorkerRegistry",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import ClassVar
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Self
 
 from natsbus.messages import JobStatus, Payload
 
@@ -17,6 +17,7 @@ __all__ = [
     "JobGroupResponse",
     "JobGroupResult",
     "JobParams",
+    "WorkerActivationArgs",
     "WorkerErrorData",
     "WorkerReadyData",
 ]
@@ -180,3 +181,29 @@ class WorkerErrorData:
 
     worker_name: str
     error: str
+
+
+@dataclass
+class WorkerActivationArgs:
+    """Structured activation arguments, as pipecat's ``activate_worker(args=...)`` takes them.
+
+    ``activate_worker`` sends :meth:`to_dict`; a plain dict works too. Subclass it to add
+    fields of your own.
+
+    Attributes:
+        metadata: Structured data for the activated worker.
+    """
+
+    metadata: dict[str, Any] | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Make one from an ``on_activated`` dict, ignoring keys that are not fields."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields that are set, as the activation's ``args``."""
+        return {
+            f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None
+        }
