@@ -1,8 +1,10 @@
 """Pipelines of frame processors, and the bridge that carries their frames over the bus.
 
-- :class:`FrameProcessor`: one link; :class:`Pipeline`: processors in a row.
+- :class:`FrameProcessor`: one link; :class:`IdentityFilter`: one that passes every frame
+  on; :class:`Pipeline`: processors in a row.
 - :class:`PipelineWorker`: a worker that runs a pipeline; ``bridged=True`` tees the frames
-  leaving its pipeline onto the bus and takes frames from it.
+  leaving its pipeline onto the bus and takes frames from it. An ``EndFrame`` (or
+  ``CancelFrame``) queued into it ends (or cancels) the pipeline and then the worker.
 - :class:`BusBridgeProcessor`: placed in a transport worker's pipeline, it sends the frames
   that reach it to the bus and pushes the frames other workers send.
 
@@ -42,7 +44,7 @@ from natsbus.frames import (
 from natsbus.messages import BusFrameMessage
 from natsbus.pipeline.bridge import EARLY_FRAME_LIMIT, BusBridgeProcessor, BusEdgeProcessor
 from natsbus.pipeline.pipeline import Pipeline
-from natsbus.pipeline.processor import FrameProcessor, FrameProcessorSetup
+from natsbus.pipeline.processor import FrameProcessor, FrameProcessorSetup, IdentityFilter
 from natsbus.pipeline.worker import PipelineWorker
 
 __all__ = [
@@ -61,6 +63,7 @@ __all__ = [
     "FrameDirection",
     "FrameProcessor",
     "FrameProcessorSetup",
+    "IdentityFilter",
     "ImageRawFrame",
     "InputAudioRawFrame",
     "InputImageRawFrame",

@@ -6,11 +6,16 @@ import itertools
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from natsbus.bus import WorkerBus
 from natsbus.frames import Frame, FrameDirection
 
-__all__ = ["FrameProcessor", "FrameProcessorSetup"]
+if TYPE_CHECKING:
+    # For annotations only: the pipeline layer never imports the workers layer at run time.
+    from natsbus.workers import BaseWorker, WorkerRunner
+
+__all__ = ["FrameProcessor", "FrameProcessorSetup", "IdentityFilter"]
 
 logger = logging.getLogger(__name__)
 
@@ -24,10 +29,12 @@ class FrameProcessorSetup:
     Attributes:
         worker_name: The worker running the pipeline, or None outside a worker.
         bus: That worker's bus, or None outside a worker.
+        worker: The worker running the pipeline, or None outside a worker.
     """
 
     worker_name: str | None = None
     bus: WorkerBus | None = None
+    worker: BaseWorker | None = None
 
 
 class FrameProcessor:
@@ -63,6 +70,7 @@ class FrameProcessor:
         self._name = name
         self._prev: FrameProcessor | None = None
         self._next: FrameProcessor | None = None
+        self._setup: FrameProcessorSetup | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._name!r}>"
@@ -82,6 +90,22 @@ class FrameProcessor:
         """The processor upstream of this one, if linked."""
         return self._prev
 
+    @property
+    def worker_runner(self) -> WorkerRunner:
+        """The runner hosting the worker that runs this processor's pipeline.
+
+        Use it to reach another worker of that runner by name:
+        ``self.worker_runner.get_worker("helper")``.
+
+        Raises:
+            RuntimeError: The processor was not set up by a worker on a runner (or a
+                subclass's ``setup`` did not call ``super().setup``).
+        """
+        worker = self._setup.worker if self._setup is not None else None
+        if worker is None:
+            raise RuntimeError(f"{self!r} is not in a pipeline run by a worker")
+        return worker.worker_runner
+
     def link(self, processor: FrameProcessor) -> None:
         """Make ``processor`` the next one downstream (and this one its previous).
 
@@ -92,11 +116,12 @@ class FrameProcessor:
         processor._prev = self
 
     async def setup(self, setup: FrameProcessorSetup) -> None:
-        """Prepare the processor before frames flow (the base does nothing).
+        """Prepare the processor before frames flow (the base keeps ``setup``).
 
         Args:
             setup: What the processor is told about its pipeline.
         """
+        self._setup = setup
 
     async def cleanup(self) -> None:
         """Release what :meth:`setup` took, after frames stopped flowing (the base does nothing)."""
@@ -104,7 +129,9 @@ class FrameProcessor:
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         """Handle one frame; push what should go on with :meth:`push_frame`.
 
-        The base implementation does nothing (it is there for ``super()`` calls).
+        The base implementation passes nothing on: it is there for ``super()`` calls, so a
+        processor written as ``await super().process_frame(frame, direction)`` followed by
+        ``await self.push_frame(frame, direction)`` pushes each frame once.
 
         Args:
             frame: The frame.
@@ -127,3 +154,23 @@ class FrameProcessor:
             await neighbour.process_frame(frame, direction)
         elif logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s: %s pushed %s off the end", self._name, frame.name, direction.name)
+
+
+class IdentityFilter(FrameProcessor):
+    """A processor that passes every frame on unchanged, in the direction it travels.
+
+    Useful as a placeholder in a pipeline, and in tests.
+
+    Args:
+        name: A name for logs.
+    """
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Push the frame on unchanged.
+
+        Args:
+            frame: The frame.
+            direction: The way it travels.
+        """
+        await super().process_frame(frame, direction)
+        await self.push_frame(frame, direction)

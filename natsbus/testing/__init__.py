@@ -1,4 +1,8 @@
-"""Helpers for testing code built on natsbus: a real ``nats-server`` you can start and stop.
+"""Helpers for testing code built on natsbus.
+
+- :class:`NatsServer` (and :class:`NatsCluster`): a real ``nats-server`` you can start and
+  stop.
+- :func:`run_test`: run one frame processor in a pipeline worker and see what comes out.
 
 Example::
 
@@ -14,6 +18,7 @@ from natsbus.testing.nats_server import (
     ServerState,
     find_nats_server_binary,
 )
+from natsbus.testing.pipeline import run_test
 
 __all__ = [
     "NatsCluster",
@@ -22,4 +27,5 @@ __all__ = [
     "NatsServerStartError",
     "ServerState",
     "find_nats_server_binary",
+    "run_test",
 ]
