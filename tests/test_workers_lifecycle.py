@@ -289,9 +289,15 @@ async def test_worker_misuse_is_reported() -> None:
     duplicate = Recording("w")
     await runner.add_workers(duplicate)
     assert runner.get_worker("w") is worker and duplicate.registry_or_none is None
+    # Not started yet: it may move to another runner (as in pipecat), leaving the first.
     other = WorkerRunner(handle_signals=False)
     await other.add_workers(worker)
-    assert worker.worker_runner is runner
+    assert worker.worker_runner is other and runner.get_worker("w") is None
+    async with running(Recording("started")) as third:
+        started = third.get_worker("started")
+        assert started is not None
+        await other.add_workers(started)  # started: logged and skipped
+        assert started.worker_runner is third and other.get_worker("started") is None
 
 
 def test_default_names_are_kebab_case_class_names() -> None:

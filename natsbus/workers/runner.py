@@ -24,6 +24,7 @@ from natsbus.messages import (
     WorkerRegistryEntry,
 )
 from natsbus.tasks import TaskManager, cancel_and_wait
+from natsbus.workers.lifecycle import WorkerState
 from natsbus.workers.registry import WorkerRegistry
 from natsbus.workers.signals import SignalHandlers
 from natsbus.workers.types import WorkerReadyData
@@ -192,8 +193,8 @@ class WorkerRunner(EventHandlers, BusSubscriber):
             if worker.name in self._workers:
                 logger.error("%r already hosts a worker named %r; skipped", self, worker.name)
                 continue
-            if worker.registry_or_none is not None:
-                logger.error("%r is already attached to a runner; skipped", worker)
+            if worker.state not in (WorkerState.CREATED, WorkerState.ATTACHED):
+                logger.error("%r has started on another runner; skipped", worker)
                 continue
             await worker.attach(
                 registry=self._registry,
@@ -204,6 +205,11 @@ class WorkerRunner(EventHandlers, BusSubscriber):
             self._workers[worker.name] = worker
             if self._state is RunnerState.RUNNING:
                 self._start(worker)
+
+    def release(self, worker: BaseWorker) -> None:
+        """Forget a worker that was added here but moved to another runner before it started."""
+        if self._workers.get(worker.name) is worker and worker.name not in self._hosts:
+            del self._workers[worker.name]
 
     async def run(self) -> None:
         """Run every worker until all have ended, then stop the bus if the runner started it.

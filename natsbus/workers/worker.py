@@ -523,7 +523,9 @@ class BaseWorker(JobMethods, EventHandlers, BusSubscriber):
     ) -> None:
         """Join a runner: subscribe to its bus (called by the runner, as in pipecat).
 
-        A second attach is logged and ignored.
+        A worker attached but not started yet may be attached again (to another runner, as
+        pipecat allows): it leaves the first one. Once it has started, a second attach is
+        logged and ignored.
 
         Args:
             registry: The runner's registry.
@@ -531,9 +533,19 @@ class BaseWorker(JobMethods, EventHandlers, BusSubscriber):
             worker_runner: The runner.
             grace_period: Seconds running jobs get on a graceful end (default: the runner's).
         """
-        if self._lifecycle.state is not WorkerState.CREATED:
-            logger.error("%r is already attached to a runner; attach ignored", self)
+        state = self._lifecycle.state
+        if state not in (WorkerState.CREATED, WorkerState.ATTACHED):
+            logger.error("%r has started on a runner already; attach ignored", self)
             return
+        previous, previous_bus = self._runner, self._bus
+        if state is WorkerState.ATTACHED and previous is not worker_runner:
+            logger.warning(
+                "%r moves from %r to %r before it started", self, previous, worker_runner
+            )
+            if previous is not None:
+                previous.release(self)
+            if previous_bus is not None and previous_bus is not bus:
+                await previous_bus.unsubscribe(self)
         self._bus, self._registry, self._runner = bus, registry, worker_runner
         if grace_period is None:
             grace_period = getattr(worker_runner, "grace_period", None)
