@@ -178,6 +178,21 @@ class BusCancelWorkerMessage(BusSystemMessage):
     reason: str | None = None
 
 
+@dataclass
+class BusEndWorkerLocalMessage(BusEndWorkerMessage, BusLocalMessage):
+    """A :class:`BusEndWorkerMessage` that never leaves the process.
+
+    A runner ends its own root workers, and a parent its children, with it: the same worker
+    hosted by other runners (replicas share a name) must go on. Subscribers in the process see
+    it as a ``BusEndWorkerMessage``.
+    """
+
+
+@dataclass
+class BusCancelWorkerLocalMessage(BusCancelWorkerMessage, BusLocalMessage):
+    """A :class:`BusCancelWorkerMessage` that never leaves the process (as the end one)."""
+
+
 @dataclass(init=False)
 class BusAddWorkerMessage(BusSystemMessage, BusLocalMessage):
     """Requests that the local runner add a worker.

@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from natsbus.messages import BusCancelWorkerMessage, BusEndWorkerMessage, Payload
+from natsbus.messages import BusCancelWorkerLocalMessage, BusEndWorkerLocalMessage, Payload
 
 if TYPE_CHECKING:
     from natsbus.workers.worker import BaseWorker
@@ -195,25 +195,25 @@ class Lifecycle:
             )
 
     async def end_children(self, reason: str | None) -> None:
-        """Tell each child to end (once), through the bus so that observers see it."""
+        """Tell each child to end (once), through the bus (in process) so that observers see it."""
         if self._children_told:
             return
         self._children_told = True
         worker = self._worker
         for child in worker.children:
             await worker.send_bus_message(
-                BusEndWorkerMessage(reason, source=worker.name, target=child.name)
+                BusEndWorkerLocalMessage(reason, source=worker.name, target=child.name)
             )
 
     async def cancel_children(self, reason: str | None) -> None:
-        """Tell each child to cancel (once), through the bus so that observers see it."""
+        """Tell each child to cancel (once), through the bus (in process) so observers see it."""
         if self._children_cancelled:
             return
         self._children_cancelled = True
         worker = self._worker
         for child in worker.children:
             await worker.send_bus_message(
-                BusCancelWorkerMessage(reason, source=worker.name, target=child.name)
+                BusCancelWorkerLocalMessage(reason, source=worker.name, target=child.name)
             )
 
     async def wait_children(self) -> None:

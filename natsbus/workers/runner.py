@@ -14,9 +14,9 @@ from natsbus.bus import AsyncQueueBus, BusState, BusSubscriber, WorkerBus
 from natsbus.messages import (
     BusAddWorkerMessage,
     BusCancelMessage,
-    BusCancelWorkerMessage,
+    BusCancelWorkerLocalMessage,
     BusEndMessage,
-    BusEndWorkerMessage,
+    BusEndWorkerLocalMessage,
     BusMessage,
     BusWorkerErrorMessage,
     BusWorkerReadyMessage,
@@ -59,8 +59,8 @@ class WorkerRunner(EventHandlers, BusSubscriber):
         await runner.run()  # returns when every worker has ended
 
     The end or cancel of this runner's workers goes through ``bus.send`` (a bus subscriber
-    sees it); a NatsBus delivers it to this process only, so the same worker hosted by other
-    runners (replicas share a name) goes on.
+    sees it) as a local-only message, so the same worker hosted by other runners (replicas
+    share a name) goes on.
 
     Events (``@runner.event_handler(...)``): ``on_ready(runner)`` once the bus is started and
     the workers added so far are starting; ``on_error(runner, worker, error)`` when a worker's
@@ -263,8 +263,10 @@ class WorkerRunner(EventHandlers, BusSubscriber):
         await self._bus.pause_jobs()
         for worker in self._roots():
             worker.executor.drain()  # at once: a request already queued must not start
-            # A NatsBus keeps it in this process: replicas of this worker elsewhere go on.
-            await self._bus.send(BusEndWorkerMessage(reason, source=self._name, target=worker.name))
+            # Local: replicas of this worker on other runners go on.
+            await self._bus.send(
+                BusEndWorkerLocalMessage(reason, source=self._name, target=worker.name)
+            )
 
     async def cancel(self, reason: str | None = None) -> None:
         """Cancel every worker: running jobs are cancelled and answered ``cancelled``.
@@ -279,7 +281,7 @@ class WorkerRunner(EventHandlers, BusSubscriber):
         logger.info("%s: cancelling (%s)", self, reason)
         for worker in self._roots():
             await self._bus.send(
-                BusCancelWorkerMessage(reason, source=self._name, target=worker.name)
+                BusCancelWorkerLocalMessage(reason, source=self._name, target=worker.name)
             )
 
     async def on_bus_message(self, message: BusMessage) -> None:

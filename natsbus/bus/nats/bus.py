@@ -54,8 +54,6 @@ from natsbus.codec import Codec
 from natsbus.errors import BusClosedError, BusUnavailableError, MessageTooLargeError
 from natsbus.messages import (
     JOB_MESSAGE_TYPES,
-    BusCancelWorkerMessage,
-    BusEndWorkerMessage,
     BusJobCancelMessage,
     BusJobRequestMessage,
     BusJobResponseMessage,
@@ -78,9 +76,6 @@ _FINAL_RESPONSES: Final = (
 )
 _TO_WORKER: Final = (BusJobRequestMessage, BusJobCancelMessage, BusJobUpdateRequestMessage)
 
-
-_LOCAL_COMMANDS: Final = (BusEndWorkerMessage, BusCancelWorkerMessage)
-"""Kept in the process when both sender and target are subscribers of this bus."""
 
 _LANES: Final[tuple[Lane, Lane]] = ("sys", "data")
 _SUBJECT_CACHE_SIZE: Final = 10_000
@@ -365,11 +360,6 @@ class NatsBus(WorkerBus):
             MessageTooLargeError: The encoded message exceeds the server's max payload.
             BusUnavailableError: The server is away and the client's buffer is full.
         """
-        if isinstance(message, _LOCAL_COMMANDS) and self._hosts(message.source, message.target):
-            # A runner or parent ending its own worker: replicas elsewhere share the name and
-            # must go on, so this never leaves the process.
-            self.on_message_received(message)
-            return
         if not self._connected:
             # Not connected yet: keep it, in order, for start().
             self._codec.encode(message)  # refuse what can never be sent now, not later
@@ -395,10 +385,6 @@ class NatsBus(WorkerBus):
                 "NATS server unreachable and the reconnect buffer is full"
             ) from error
         self.on_message_received(message)
-
-    def _hosts(self, *names: str | None) -> bool:
-        """Whether every one of ``names`` is a subscriber of this bus."""
-        return all(name is not None and name in self._dispatchers for name in names)
 
     def _kind(self, cls: type[BusMessage]) -> tuple[Lane, bool]:
         """The lane and the JetStream-ness of a message class, worked out once per class."""
