@@ -158,6 +158,8 @@ class BaseWorker(JobMethods, EventHandlers, BusSubscriber):
         self._tracker = JobTracker(self)
         for event in _EVENTS:
             self._register_event_handler(event)
+        # Read on every message: the handler list itself, so that an empty one costs nothing.
+        self._bus_message_handlers = self._events()["on_bus_message"][1]
         self._routes: dict[type[BusMessage], _Route] = {
             BusActivateWorkerMessage: self._handle_worker_activate,
             BusDeactivateWorkerMessage: self._handle_worker_deactivate,
@@ -573,11 +575,13 @@ class BaseWorker(JobMethods, EventHandlers, BusSubscriber):
         except Exception:
             # A hook's bug must not stop the lane (or the job) that fired it.
             logger.exception("%s: %s raised", self, event)
-        await self._call_event_handler(event, *args)
+        if self._event_handlers[event][1]:  # most events have no handler: skip the coroutine
+            await self._call_event_handler(event, *args)
 
     async def _fire_event(self, event: str, *args: Any) -> None:
         """Call only the event handlers attached to ``event`` (its hook was called already)."""
-        await self._call_event_handler(event, *args)
+        if self._event_handlers[event][1]:
+            await self._call_event_handler(event, *args)
 
     # --- receiving --------------------------------------------------------------------------
 
@@ -591,15 +595,14 @@ class BaseWorker(JobMethods, EventHandlers, BusSubscriber):
         Args:
             message: The message.
         """
-        if isinstance(message, BusFrameMessage):
-            return
         target = message.target
         if target is not None and target != self._name:
             return
         route = self._routes.get(type(message))
         if route is not None:
             await route(message)
-        await self._call_event_handler("on_bus_message", message)
+        if self._bus_message_handlers and not isinstance(message, BusFrameMessage):
+            await self._call_event_handler("on_bus_message", message)
 
     async def _handle_worker_activate(self, message: BusActivateWorkerMessage) -> None:
         await self._lifecycle.activate(message.args)
