@@ -6,7 +6,8 @@
   (:class:`JobHandle`, :class:`JobGroupHandle`), configured by :class:`JobParams` /
   :class:`JobGroupParams`; failures raise :class:`JobError`.
 
-Module map: ``worker`` (the worker facade), ``lifecycle`` (start, activation, end, cancel),
+Module map: ``worker`` (the worker facade), ``actions`` (what it does to others),
+``compat`` (pipecat's private spellings), ``lifecycle`` (start, activation, end, cancel),
 ``jobs_api`` (the worker's job methods and hooks), ``executor`` (running handlers),
 ``requests`` and ``handles`` (the requester side), ``registry``, ``runner``, ``signals``.
 """
