@@ -541,3 +541,21 @@ async def test_over_nats_an_open_job_and_a_stream_end_are_each_answered_once(
         assert len(streamer.requests) == 1 and len(answering.later) == 1
         stats = await bus.consumer_statistics()
         assert all(s.ack_pending == 0 for s in stats if s.role == "job_requests"), stats
+
+
+async def test_worker_ready_and_failed_fire_their_events_for_children() -> None:
+    class Failing(BaseWorker):
+        async def on_activated(self, args: Any) -> None:
+            await self.send_bus_error_message("child broke")
+
+    parent = BaseWorker("parent")
+    ready: list[str] = []
+    failed: list[tuple[str, str]] = []
+    parent.add_event_handler("on_worker_ready", lambda w, data: ready.append(data.worker_name))
+    parent.add_event_handler(
+        "on_worker_failed", lambda w, data: failed.append((data.worker_name, data.error))
+    )
+    async with running(parent):
+        await parent.add_workers(Failing("child"))
+        await until(lambda: bool(ready) and bool(failed))
+    assert ready == ["child"] and failed == [("child", "child broke")]
