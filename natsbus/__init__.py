@@ -14,6 +14,9 @@ private.
 - The errors: :class:`NatsBusError` and its subclasses.
 """
 
+import importlib
+from typing import TYPE_CHECKING
+
 from natsbus.bus import (
     AsyncQueueBus,
     BusState,
@@ -26,7 +29,6 @@ from natsbus.bus import (
     NoOpDispatchObserver,
     WorkerBus,
 )
-from natsbus.bus.nats import JetStreamOptions, NatsBus, NatsConnectOptions
 from natsbus.codec import Codec, decode, encode, register_frame_type, register_message_type
 from natsbus.errors import (
     BusClosedError,
@@ -106,6 +108,27 @@ from natsbus.workers import (
 )
 
 __version__ = "0.1.0"
+
+# NatsBus and its options load nats-py: imported on first use, so that `import natsbus` (or a
+# module of it) stays cheap for code that runs in process only.
+_LAZY: dict[str, str] = {
+    "JetStreamOptions": "natsbus.bus.nats",
+    "NatsBus": "natsbus.bus.nats",
+    "NatsConnectOptions": "natsbus.bus.nats",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'natsbus' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from natsbus.bus.nats import JetStreamOptions, NatsBus, NatsConnectOptions
 
 __all__ = [
     "AsyncQueueBus",

@@ -27,15 +27,20 @@ def configure_tracing(exporter: Exporter, *, service_name: str) -> Any:
         The provider; call its ``shutdown()`` before exiting so that the last spans are sent.
 
     Raises:
-        ValueError: The exporter is unknown, or its package is not installed.
+        ValueError: The exporter is unknown, or its package (or the SDK) is not installed.
     """
-    from opentelemetry.sdk.resources import Resource  # noqa: PLC0415  (SDK on demand only)
-    from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
-    from opentelemetry.sdk.trace.export import (  # noqa: PLC0415
-        BatchSpanProcessor,
-        ConsoleSpanExporter,
-        SpanExporter,
-    )
+    try:
+        from opentelemetry.sdk.resources import Resource  # noqa: PLC0415  (SDK on demand only)
+        from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
+        from opentelemetry.sdk.trace.export import (  # noqa: PLC0415
+            BatchSpanProcessor,
+            ConsoleSpanExporter,
+            SpanExporter,
+        )
+    except ImportError as error:
+        raise ValueError(
+            "tracing needs the OpenTelemetry SDK: pip install 'natsbus[otel]'"
+        ) from error
 
     span_exporter: SpanExporter
     if exporter == "console":

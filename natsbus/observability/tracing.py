@@ -37,7 +37,6 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.propagators.textmap import Getter, Setter
-from opentelemetry.semconv._incubating.attributes import messaging_attributes as messaging
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
@@ -61,8 +60,17 @@ NewTraces = Literal["jobs", "all", "none"]
 """Which sends may start a new trace when no span is current."""
 
 _PROPAGATOR: Final = TraceContextTextMapPropagator()
-_SEND: Final = messaging.MessagingOperationTypeValues.SEND.value
-_PROCESS: Final = messaging.MessagingOperationTypeValues.PROCESS.value
+# The messaging semantic-convention names natsbus uses, written out: the semconv package
+# keeps them in a private ``_incubating`` module whose layout changes between releases.
+MESSAGING_SYSTEM: Final = "messaging.system"
+MESSAGING_OPERATION_TYPE: Final = "messaging.operation.type"
+MESSAGING_OPERATION_NAME: Final = "messaging.operation.name"
+MESSAGING_DESTINATION_NAME: Final = "messaging.destination.name"
+MESSAGING_MESSAGE_ID: Final = "messaging.message.id"
+MESSAGING_CLIENT_ID: Final = "messaging.client.id"
+MESSAGING_CONSUMER_GROUP_NAME: Final = "messaging.consumer.group.name"
+_SEND: Final = "send"
+_PROCESS: Final = "process"
 _TO_WORKER: Final = (BusJobRequestMessage, BusJobCancelMessage, BusJobUpdateRequestMessage)
 _BROADCAST: Final = "(broadcast)"
 
@@ -217,7 +225,7 @@ class BusTracer:
             return None
         parent = _PROPAGATOR.extract(carrier, getter=HEADERS_GETTER)
         attributes = self._attributes(message, _PROCESS)
-        attributes[messaging.MESSAGING_CONSUMER_GROUP_NAME] = subscriber
+        attributes[MESSAGING_CONSUMER_GROUP_NAME] = subscriber
         span = self._tracer.start_span(
             f"process {type(message).__name__}",
             context=parent,
@@ -249,12 +257,12 @@ class BusTracer:
 
     def _attributes(self, message: BusMessage, operation: str) -> dict[str, AttributeValue]:
         attributes: dict[str, AttributeValue] = {
-            messaging.MESSAGING_SYSTEM: self._system,
-            messaging.MESSAGING_OPERATION_TYPE: operation,
-            messaging.MESSAGING_OPERATION_NAME: operation,
-            messaging.MESSAGING_DESTINATION_NAME: self._destination(message),
-            messaging.MESSAGING_MESSAGE_ID: message.id,
-            messaging.MESSAGING_CLIENT_ID: self._client_id,
+            MESSAGING_SYSTEM: self._system,
+            MESSAGING_OPERATION_TYPE: operation,
+            MESSAGING_OPERATION_NAME: operation,
+            MESSAGING_DESTINATION_NAME: self._destination(message),
+            MESSAGING_MESSAGE_ID: message.id,
+            MESSAGING_CLIENT_ID: self._client_id,
             "natsbus.message.type": type(message).__name__,
             "natsbus.lane": "system" if isinstance(message, BusSystemMessage) else "data",
             "natsbus.source": message.source,
