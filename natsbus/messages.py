@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import warnings
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, ClassVar, Final, TypeAlias
 
 from natsbus.frames import Frame, FrameDirection
 
@@ -31,6 +31,7 @@ __all__ = [
     "BusEndWorkerMessage",
     "BusFrameMessage",
     "BusJobCancelMessage",
+    "BusJobMessage",
     "BusJobRequestMessage",
     "BusJobResponseMessage",
     "BusJobResponseUrgentMessage",
@@ -48,7 +49,9 @@ __all__ = [
     "BusWorkerLocalErrorMessage",
     "BusWorkerReadyMessage",
     "BusWorkerRegistryMessage",
+    "JobRole",
     "JobStatus",
+    "Lane",
     "Payload",
     "WorkerRegistryEntry",
     "is_job_message",
@@ -71,6 +74,30 @@ class JobStatus(enum.StrEnum):
     """The handler raised, or the job could not be delivered (redeliveries exhausted)."""
 
 
+class Lane(enum.StrEnum):
+    """The two priority lanes a message travels on (a subscriber's, and a NatsBus's subjects)."""
+
+    SYSTEM = "system"
+    """:class:`BusSystemMessage`: handled ahead of queued data messages."""
+    DATA = "data"
+    """:class:`BusDataMessage`: handled in FIFO order."""
+
+
+class JobRole(enum.Enum):
+    """What a job message does for its job (:attr:`BusJobMessage.job_role`)."""
+
+    REQUEST = "request"
+    """Asks a worker to run the job (:class:`BusJobRequestMessage`)."""
+    CONTROL = "control"
+    """Goes to the worker running the job: a cancel or an update request."""
+    UPDATE = "update"
+    """Progress, from the worker to the requester."""
+    STREAM = "stream"
+    """The start of a stream, or a chunk of it, from the worker to the requester."""
+    ANSWER = "answer"
+    """Ends the job: a response (urgent or not), or the end of a stream."""
+
+
 @dataclass
 class BusMessage:
     """Base class for messages carried by the WorkerBus.
@@ -89,6 +116,11 @@ class BusMessage:
             processes, or None.
     """
 
+    lane: ClassVar[Lane] = Lane.DATA
+    """The lane the class travels on (set by BusDataMessage and BusSystemMessage)."""
+    job_role: ClassVar[JobRole | None] = None
+    """What a job message does for its job; None for every other message."""
+
     _: KW_ONLY
     source: str
     target: str | None = None
@@ -103,10 +135,14 @@ class BusMessage:
 class BusDataMessage(BusMessage):
     """Normal-priority bus message, delivered in FIFO order on the subscriber's data lane."""
 
+    lane: ClassVar[Lane] = Lane.DATA
+
 
 @dataclass
 class BusSystemMessage(BusMessage):
     """High-priority bus message, handled ahead of any queued :class:`BusDataMessage`."""
+
+    lane: ClassVar[Lane] = Lane.SYSTEM
 
 
 class BusLocalMessage:
@@ -337,7 +373,24 @@ class BusFrameMessage(BusDataMessage):
 
 
 @dataclass
-class BusJobRequestMessage(BusDataMessage):
+class BusJobMessage(BusMessage):
+    """Base of every job message: it carries the job's id and says its role.
+
+    Each job class also extends :class:`BusDataMessage` or :class:`BusSystemMessage`, which
+    choose its lane, and sets :attr:`job_role`, the one place that says what it does for its
+    job (a NatsBus carries every job message on JetStream).
+
+    Attributes:
+        job_id: The job's id, shared by every worker of a job group.
+    """
+
+    job_role: ClassVar[JobRole | None] = JobRole.REQUEST
+
+    job_id: str
+
+
+@dataclass
+class BusJobRequestMessage(BusDataMessage, BusJobMessage):
     """Requests a worker to start work.
 
     Attributes:
@@ -346,13 +399,14 @@ class BusJobRequestMessage(BusDataMessage):
         payload: Optional structured data describing the work.
     """
 
-    job_id: str
+    job_role: ClassVar[JobRole | None] = JobRole.REQUEST
+
     job_name: str | None = None
     payload: Payload | None = None
 
 
 @dataclass
-class BusJobResponseMessage(BusDataMessage):
+class BusJobResponseMessage(BusDataMessage, BusJobMessage):
     """Response from a worker when its job completes.
 
     Attributes:
@@ -361,13 +415,14 @@ class BusJobResponseMessage(BusDataMessage):
         response: Optional result data.
     """
 
-    job_id: str
+    job_role: ClassVar[JobRole | None] = JobRole.ANSWER
+
     status: JobStatus
     response: Payload | None = None
 
 
 @dataclass
-class BusJobResponseUrgentMessage(BusSystemMessage):
+class BusJobResponseUrgentMessage(BusSystemMessage, BusJobMessage):
     """High-priority job response: as BusJobResponseMessage, preempting queued data messages.
 
     Attributes:
@@ -376,13 +431,14 @@ class BusJobResponseUrgentMessage(BusSystemMessage):
         response: Optional result data.
     """
 
-    job_id: str
+    job_role: ClassVar[JobRole | None] = JobRole.ANSWER
+
     status: JobStatus
     response: Payload | None = None
 
 
 @dataclass
-class BusJobUpdateMessage(BusDataMessage):
+class BusJobUpdateMessage(BusDataMessage, BusJobMessage):
     """Progress update from a worker.
 
     Attributes:
@@ -390,12 +446,13 @@ class BusJobUpdateMessage(BusDataMessage):
         update: Optional progress data.
     """
 
-    job_id: str
+    job_role: ClassVar[JobRole | None] = JobRole.UPDATE
+
     update: Payload | None = None
 
 
 @dataclass
-class BusJobUpdateUrgentMessage(BusSystemMessage):
+class BusJobUpdateUrgentMessage(BusSystemMessage, BusJobMessage):
     """High-priority progress update: as BusJobUpdateMessage, preempting queued data messages.
 
     Attributes:
@@ -403,23 +460,24 @@ class BusJobUpdateUrgentMessage(BusSystemMessage):
         update: Optional progress data.
     """
 
-    job_id: str
+    job_role: ClassVar[JobRole | None] = JobRole.UPDATE
+
     update: Payload | None = None
 
 
 @dataclass
-class BusJobUpdateRequestMessage(BusDataMessage):
+class BusJobUpdateRequestMessage(BusDataMessage, BusJobMessage):
     """Requests a progress update from a worker.
 
     Attributes:
         job_id: The job identifier.
     """
 
-    job_id: str
+    job_role: ClassVar[JobRole | None] = JobRole.CONTROL
 
 
 @dataclass
-class BusJobStreamStartMessage(BusDataMessage):
+class BusJobStreamStartMessage(BusDataMessage, BusJobMessage):
     """Signals the start of a streaming job response.
 
     Attributes:
@@ -427,12 +485,13 @@ class BusJobStreamStartMessage(BusDataMessage):
         data: Optional metadata (e.g. content type).
     """
 
-    job_id: str
+    job_role: ClassVar[JobRole | None] = JobRole.STREAM
+
     data: Payload | None = None
 
 
 @dataclass
-class BusJobStreamDataMessage(BusDataMessage):
+class BusJobStreamDataMessage(BusDataMessage, BusJobMessage):
     """A chunk of streaming job data.
 
     Attributes:
@@ -440,12 +499,13 @@ class BusJobStreamDataMessage(BusDataMessage):
         data: The chunk payload.
     """
 
-    job_id: str
+    job_role: ClassVar[JobRole | None] = JobRole.STREAM
+
     data: Payload | None = None
 
 
 @dataclass
-class BusJobStreamEndMessage(BusDataMessage):
+class BusJobStreamEndMessage(BusDataMessage, BusJobMessage):
     """Signals the end of a streaming job response.
 
     Attributes:
@@ -453,12 +513,13 @@ class BusJobStreamEndMessage(BusDataMessage):
         data: Optional final metadata.
     """
 
-    job_id: str
+    job_role: ClassVar[JobRole | None] = JobRole.ANSWER
+
     data: Payload | None = None
 
 
 @dataclass
-class BusJobCancelMessage(BusSystemMessage):
+class BusJobCancelMessage(BusSystemMessage, BusJobMessage):
     """Cancels a running job.
 
     Attributes:
@@ -466,11 +527,12 @@ class BusJobCancelMessage(BusSystemMessage):
         reason: Optional human-readable reason for cancellation.
     """
 
-    job_id: str
+    job_role: ClassVar[JobRole | None] = JobRole.CONTROL
+
     reason: str | None = None
 
 
-JOB_MESSAGE_TYPES: tuple[type[BusMessage], ...] = (
+JOB_MESSAGE_TYPES: Final[tuple[type[BusJobMessage], ...]] = (
     BusJobRequestMessage,
     BusJobResponseMessage,
     BusJobResponseUrgentMessage,
@@ -482,10 +544,11 @@ JOB_MESSAGE_TYPES: tuple[type[BusMessage], ...] = (
     BusJobStreamEndMessage,
     BusJobCancelMessage,
 )
+"""Every job message class of the reference."""
 
 
 def is_job_message(message: BusMessage) -> bool:
-    """Tell whether a message belongs to a job (every ``BusJob*`` class).
+    """Tell whether a message belongs to a job (every :class:`BusJobMessage`).
 
     Args:
         message: Any bus message.
@@ -493,4 +556,4 @@ def is_job_message(message: BusMessage) -> bool:
     Returns:
         True for job messages, which a NatsBus carries on JetStream.
     """
-    return isinstance(message, JOB_MESSAGE_TYPES)
+    return message.job_role is not None

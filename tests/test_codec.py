@@ -119,7 +119,7 @@ def _roundtrip(message: BusMessage, c: Codec | None = None) -> BusMessage:
 
 def test_every_network_message_class_has_a_sample() -> None:
     # A class added to natsbus.messages must be added to the codec (and to these samples).
-    bases = {BusMessage, BusDataMessage, BusSystemMessage}
+    bases = {BusMessage, BusDataMessage, BusSystemMessage, messages.BusJobMessage}
     network_classes = {
         cls
         for _, cls in inspect.getmembers(messages, inspect.isclass)

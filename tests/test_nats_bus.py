@@ -32,6 +32,7 @@ from natsbus.messages import (
     BusWorkerReadyMessage,
     BusWorkerRegistryMessage,
     JobStatus,
+    Lane,
     WorkerRegistryEntry,
 )
 from natsbus.testing import NatsServer
@@ -339,10 +340,10 @@ async def test_garbage_on_every_subject_leaves_the_bus_serving(nats_url: str) ->
         client = await nats.connect(nats_url)
         try:
             subjects = [
-                layout.broadcast("sys"),
-                layout.broadcast("data"),
-                layout.targeted("sys", "w"),
-                layout.targeted("data", "w"),
+                layout.broadcast(Lane.SYSTEM),
+                layout.broadcast(Lane.DATA),
+                layout.targeted(Lane.SYSTEM, "w"),
+                layout.targeted(Lane.DATA, "w"),
             ]
             for subject in subjects:
                 await client.publish(subject, b"\xff\x00garbage")
@@ -350,7 +351,7 @@ async def test_garbage_on_every_subject_leaves_the_bus_serving(nats_url: str) ->
             for subject in (
                 layout.job_requests("w"),
                 layout.job_control("w"),
-                layout.job_replies(bus.instance_id, "data"),
+                layout.job_replies(bus.instance_id, Lane.DATA),
             ):
                 await js.publish(
                     subject,

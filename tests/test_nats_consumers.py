@@ -20,6 +20,7 @@ from natsbus.messages import (
     BusJobResponseMessage,
     BusMessage,
     JobStatus,
+    Lane,
 )
 from natsbus.workers import WorkerRunner
 
@@ -77,11 +78,11 @@ async def test_a_bus_has_two_instance_consumers_whatever_it_hosts(nats_url: str)
         layout = bus.layout
         instance = await consumers_of(nats_url, layout.stream)
         assert sorted(instance) == sorted(
-            layout.instance_consumer(bus.instance_id, lane) for lane in ("sys", "data")
+            layout.instance_consumer(bus.instance_id, lane) for lane in (Lane.SYSTEM, Lane.DATA)
         )
-        system = instance[layout.instance_consumer(bus.instance_id, "sys")]
+        system = instance[layout.instance_consumer(bus.instance_id, Lane.SYSTEM)]
         assert sorted(system) == sorted(
-            [layout.job_replies(bus.instance_id, "sys")]
+            [layout.job_replies(bus.instance_id, Lane.SYSTEM)]
             + [layout.job_control(w.name) for w in workers]
         )
         requests = await consumers_of(nats_url, layout.request_stream)
@@ -91,7 +92,7 @@ async def test_a_bus_has_two_instance_consumers_whatever_it_hosts(nats_url: str)
         # A worker leaving: its controls are no longer read here.
         await bus.unsubscribe(workers[0])
         system = (await consumers_of(nats_url, layout.stream))[
-            layout.instance_consumer(bus.instance_id, "sys")
+            layout.instance_consumer(bus.instance_id, Lane.SYSTEM)
         ]
         assert layout.job_control("w0") not in system
         assert bus.not_ready_reasons() == []

@@ -418,6 +418,13 @@ class WorkerBus(EventHandlers, abc.ABC):
             if lane.waiter is not None:
                 lane.wake()
 
+    def destination_of(self, message: BusMessage) -> str:
+        """Where a message goes, for spans and logs: here its target (or ``(broadcast)``).
+
+        A network bus names the subject it publishes the message on.
+        """
+        return message.target if message.target is not None else "(broadcast)"
+
     def _drop_stopped(self, message: BusMessage) -> None:
         self._dropped += 1
         if self._tally is not None:

@@ -16,7 +16,6 @@ whenever it has run for longer than a short time slice without yielding.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from bisect import bisect_left
 from collections import deque
@@ -28,7 +27,7 @@ from typing import Final, Protocol
 
 from natsbus.bus.subscriber import BusSubscriber
 from natsbus.bus.tally import TIMING_BUCKETS, BusTally
-from natsbus.messages import BusMessage, BusSystemMessage
+from natsbus.messages import BusMessage, BusSystemMessage, Lane
 from natsbus.tasks import cancel_and_wait
 
 __all__ = [
@@ -69,15 +68,6 @@ about as much as a no-op in-process dispatch: 1 in 16 cost a flood ~6% of its th
 
 _NOTHING_URGENT: Final[deque[BusMessage]] = deque(maxlen=0)
 """Stands in for "the other lane" of the system lane: always empty, so never urgent."""
-
-
-class Lane(enum.StrEnum):
-    """The two priority lanes of a subscriber."""
-
-    SYSTEM = "system"
-    """:class:`~natsbus.BusSystemMessage`: handled ahead of queued data messages."""
-    DATA = "data"
-    """:class:`~natsbus.BusDataMessage` and anything else: handled in FIFO order."""
 
 
 class DispatchObserver(Protocol):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 from natsbus.messages import BusMessage
 
 if TYPE_CHECKING:
-    from natsbus.bus.dispatch import Lane
+    from natsbus.messages import Lane
 
 __all__ = ["JOB_BUCKETS", "TIMING_BUCKETS", "BusTally", "DispatchTimings"]
 

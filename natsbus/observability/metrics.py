@@ -37,9 +37,8 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import REGISTRY, CollectorRegistry
 
 from natsbus.bus.base import WorkerBus
-from natsbus.bus.dispatch import Lane
 from natsbus.bus.tally import JOB_BUCKETS, TIMING_BUCKETS, BusTally
-from natsbus.messages import BusMessage, BusSystemMessage
+from natsbus.messages import BusMessage, Lane
 
 __all__ = ["METRIC_NAMES", "BusMetrics"]
 
@@ -96,7 +95,7 @@ _JOB_BOUNDS: Final = [*(repr(b) for b in JOB_BUCKETS), "+Inf"]
 
 
 def _lane_of(cls: type[BusMessage]) -> str:
-    return Lane.SYSTEM.value if issubclass(cls, BusSystemMessage) else Lane.DATA.value
+    return cls.lane.value
 
 
 def _cumulative(bounds: list[str], counts: Sequence[float]) -> list[tuple[str, float]]:

@@ -42,15 +42,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.util.types import AttributeValue
 
 from natsbus.bus.base import WorkerBus
-from natsbus.bus.dispatch import Lane
-from natsbus.messages import (
-    BusJobCancelMessage,
-    BusJobRequestMessage,
-    BusJobUpdateRequestMessage,
-    BusMessage,
-    BusSystemMessage,
-    is_job_message,
-)
+from natsbus.messages import BusJobMessage, BusJobRequestMessage, BusMessage, Lane
 
 __all__ = ["BusTracer", "BusTracing", "HeadersGetter", "HeadersSetter", "NewTraces"]
 
@@ -71,7 +63,6 @@ MESSAGING_CLIENT_ID: Final = "messaging.client.id"
 MESSAGING_CONSUMER_GROUP_NAME: Final = "messaging.consumer.group.name"
 _SEND: Final = "send"
 _PROCESS: Final = "process"
-_TO_WORKER: Final = (BusJobRequestMessage, BusJobCancelMessage, BusJobUpdateRequestMessage)
 _BROADCAST: Final = "(broadcast)"
 
 
@@ -264,32 +255,18 @@ class BusTracer:
             MESSAGING_MESSAGE_ID: message.id,
             MESSAGING_CLIENT_ID: self._client_id,
             "natsbus.message.type": type(message).__name__,
-            "natsbus.lane": "system" if isinstance(message, BusSystemMessage) else "data",
+            "natsbus.lane": message.lane.value,
             "natsbus.source": message.source,
         }
         if message.target is not None:
             attributes["natsbus.target"] = message.target
-        job_id = getattr(message, "job_id", None)
-        if isinstance(job_id, str):
-            attributes["natsbus.job.id"] = job_id
+        if isinstance(message, BusJobMessage):
+            attributes["natsbus.job.id"] = message.job_id
         return attributes
 
     def _destination(self, message: BusMessage) -> str:
-        """The NATS subject a message goes to, or its target on an in-process bus."""
-        layout = getattr(self._bus, "layout", None)
-        target = message.target
-        if layout is None:
-            return target if target is not None else _BROADCAST
-        lane = "sys" if isinstance(message, BusSystemMessage) else "data"
-        if is_job_message(message):
-            if isinstance(message, BusJobRequestMessage) and target is not None:
-                return str(layout.job_requests(target))
-            if isinstance(message, _TO_WORKER) and target is not None:
-                return str(layout.job_control(target))
-            return f"{layout.root}.job.rsp.*.{lane}"  # the asking instance's, chosen later
-        if target is None:
-            return str(layout.broadcast(lane))
-        return str(layout.targeted(lane, target))
+        """Where the message goes: its NATS subject, or its target on an in-process bus."""
+        return self._bus.destination_of(message)
 
 
 def trace_context_of(headers: Mapping[str, str] | None) -> dict[str, str] | None:

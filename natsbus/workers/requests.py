@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from natsbus._ids import new_id
 from natsbus.messages import (
     BusJobCancelMessage,
+    BusJobMessage,
     BusJobRequestMessage,
     BusJobResponseMessage,
     BusJobResponseUrgentMessage,
@@ -28,6 +29,7 @@ from natsbus.messages import (
     BusJobUpdateUrgentMessage,
     BusMessage,
     JobStatus,
+    Lane,
     Payload,
 )
 from natsbus.workers.errors import JobError, JobGroupError, JobGroupTimeoutError, JobTimeoutError
@@ -41,12 +43,12 @@ __all__ = ["JobGroup", "JobTracker"]
 
 logger = logging.getLogger(__name__)
 
-_EVENT_KINDS: dict[type[BusMessage], tuple[JobEventKind, bool]] = {
-    BusJobUpdateMessage: (JobEventKind.UPDATE, False),
-    BusJobUpdateUrgentMessage: (JobEventKind.UPDATE, True),
-    BusJobStreamStartMessage: (JobEventKind.STREAM_START, False),
-    BusJobStreamDataMessage: (JobEventKind.STREAM_DATA, False),
-    BusJobStreamEndMessage: (JobEventKind.STREAM_END, False),
+_EVENT_KINDS: dict[type[BusMessage], JobEventKind] = {
+    BusJobUpdateMessage: JobEventKind.UPDATE,
+    BusJobUpdateUrgentMessage: JobEventKind.UPDATE,
+    BusJobStreamStartMessage: JobEventKind.STREAM_START,
+    BusJobStreamDataMessage: JobEventKind.STREAM_DATA,
+    BusJobStreamEndMessage: JobEventKind.STREAM_END,
 }
 
 _EVENT_HOOKS: dict[JobEventKind, str] = {
@@ -237,9 +239,9 @@ class JobTracker:
             await self._send_cancels(job_id, pending, reason)
         return True
 
-    async def on_reply(self, message: BusMessage) -> None:
+    async def on_reply(self, message: BusJobMessage) -> None:
         """Take an update, stream event or response addressed to this worker."""
-        job_id: str = message.job_id  # type: ignore[attr-defined]
+        job_id = message.job_id
         group = self._groups.get(job_id)
         known = group is not None and message.source in group.worker_names
         worker = self._worker
@@ -251,7 +253,8 @@ class JobTracker:
                     group, message.source, message.status, message.response, message
                 )
             return
-        kind, urgent = _EVENT_KINDS[type(message)]
+        kind = _EVENT_KINDS[type(message)]
+        urgent = message.lane is Lane.SYSTEM
         data: Payload | None = (
             message.update
             if isinstance(message, BusJobUpdateMessage | BusJobUpdateUrgentMessage)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from natsbus._events import EventHandlers
 from natsbus.bus import BusSubscriber, WorkerBus
 from natsbus.messages import (
+    JOB_MESSAGE_TYPES,
     BusActivateWorkerMessage,
     BusCancelWorkerLocalMessage,
     BusCancelWorkerMessage,
@@ -20,17 +21,11 @@ from natsbus.messages import (
     BusFrameMessage,
     BusJobCancelMessage,
     BusJobRequestMessage,
-    BusJobResponseMessage,
-    BusJobResponseUrgentMessage,
-    BusJobStreamDataMessage,
-    BusJobStreamEndMessage,
-    BusJobStreamStartMessage,
-    BusJobUpdateMessage,
     BusJobUpdateRequestMessage,
-    BusJobUpdateUrgentMessage,
     BusMessage,
     BusWorkerErrorMessage,
     BusWorkerLocalErrorMessage,
+    JobRole,
     Payload,
 )
 from natsbus.tasks import TaskManager
@@ -52,15 +47,12 @@ logger = logging.getLogger(__name__)
 
 _Route = Callable[[Any], Awaitable[None]]
 
-_REPLIES = (
-    BusJobResponseMessage,
-    BusJobResponseUrgentMessage,
-    BusJobUpdateMessage,
-    BusJobUpdateUrgentMessage,
-    BusJobStreamStartMessage,
-    BusJobStreamDataMessage,
-    BusJobStreamEndMessage,
+_REPLIES = tuple(
+    cls
+    for cls in JOB_MESSAGE_TYPES
+    if cls.job_role in (JobRole.UPDATE, JobRole.STREAM, JobRole.ANSWER)
 )
+"""What the worker's job tracker takes: every reply a worker sends about a job."""
 
 
 _EVENTS = (

@@ -45,7 +45,7 @@ from natsbus.bus.nats.fairness import yield_between_reads
 from natsbus.bus.nats.inbound import InboundDecoder
 from natsbus.bus.nats.intake import MSG_ID_HEADER, REPLY_TO_HEADER, JobIntake
 from natsbus.bus.nats.jetstream import ensure_streams
-from natsbus.bus.nats.layout import DEFAULT_PREFIX, Lane, SubjectLayout
+from natsbus.bus.nats.layout import DEFAULT_PREFIX, SubjectLayout
 from natsbus.bus.nats.ledger import JobLedger
 from natsbus.bus.nats.options import JetStreamOptions, NatsConnectOptions
 from natsbus.bus.nats.outbox import EXPECTED_STREAM_HEADER, JobOutbox, OutboundJobMessage
@@ -53,36 +53,21 @@ from natsbus.bus.subscriber import BusSubscriber
 from natsbus.codec import Codec
 from natsbus.errors import BusClosedError, BusUnavailableError, MessageTooLargeError
 from natsbus.messages import (
-    JOB_MESSAGE_TYPES,
-    BusJobCancelMessage,
+    BusJobMessage,
     BusJobRequestMessage,
     BusJobResponseMessage,
-    BusJobResponseUrgentMessage,
-    BusJobStreamEndMessage,
-    BusJobUpdateRequestMessage,
     BusMessage,
-    BusSystemMessage,
+    JobRole,
     JobStatus,
+    Lane,
 )
 
 __all__ = ["ConsumerStatistics", "NatsBus"]
 
 logger = logging.getLogger("natsbus.bus.nats")
 
-_FINAL_RESPONSES: Final = (
-    BusJobResponseMessage,
-    BusJobResponseUrgentMessage,
-    BusJobStreamEndMessage,  # ends and answers a streamed job, as in pipecat
-)
-_TO_WORKER: Final = (BusJobRequestMessage, BusJobCancelMessage, BusJobUpdateRequestMessage)
-
-
-_LANES: Final[tuple[Lane, Lane]] = ("sys", "data")
+_LANES: Final[tuple[Lane, Lane]] = (Lane.SYSTEM, Lane.DATA)
 _SUBJECT_CACHE_SIZE: Final = 10_000
-
-
-def _lane(message: BusMessage) -> Lane:
-    return "sys" if isinstance(message, BusSystemMessage) else "data"
 
 
 class NatsBus(WorkerBus):
@@ -207,7 +192,7 @@ class NatsBus(WorkerBus):
         if self.state is BusState.STOPPED:
             raise BusClosedError(f"{self!r} was stopped; a NatsBus cannot be started again")
         await self._connect()
-        await ensure_streams(self._jetstream["data"], self._layout, self._js_options)
+        await ensure_streams(self._jetstream[Lane.DATA], self._layout, self._js_options)
         for lane in _LANES:
             outbox = JobOutbox(
                 client=self._clients[lane],
@@ -312,10 +297,7 @@ class NatsBus(WorkerBus):
 
     def connections(self) -> dict[str, bool]:
         """Whether each of the bus's two connections (``system``, ``data``) is up now."""
-        return {
-            ("system" if lane == "sys" else lane): client.is_connected
-            for lane, client in self._clients.items()
-        }
+        return {lane.value: client.is_connected for lane, client in self._clients.items()}
 
     def not_ready_reasons(self) -> list[str]:
         """Say why the bus cannot serve now (empty when it can): for readiness probes.
@@ -390,9 +372,22 @@ class NatsBus(WorkerBus):
         """The lane and the JetStream-ness of a message class, worked out once per class."""
         kind = self._kinds.get(cls)
         if kind is None:
-            lane: Lane = "sys" if issubclass(cls, BusSystemMessage) else "data"
-            kind = self._kinds[cls] = (lane, issubclass(cls, JOB_MESSAGE_TYPES))
+            lane = cls.lane
+            kind = self._kinds[cls] = (lane, cls.job_role is not None)
         return kind
+
+    def destination_of(self, message: BusMessage) -> str:
+        """The subject a message is published on (for a job reply: the asking instance's)."""
+        target, lane, role = message.target, message.lane, message.job_role
+        if role is JobRole.REQUEST and target is not None:
+            return self._layout.job_requests(target)
+        if role is JobRole.CONTROL and target is not None:
+            return self._layout.job_control(target)
+        if role is not None:
+            return self._layout.job_replies("*", lane)  # the instance is chosen on sending
+        if target is None:
+            return self._layout.broadcast(lane)
+        return self._layout.targeted(lane, target)
 
     def _core_subject(self, lane: Lane, target: str | None) -> str:
         if len(self._core_subjects) >= _SUBJECT_CACHE_SIZE:
@@ -404,22 +399,23 @@ class NatsBus(WorkerBus):
         return subject
 
     async def _publish_job(self, message: BusMessage, data: bytes) -> None:
-        lane = _lane(message)
+        assert isinstance(message, BusJobMessage)
+        lane, role = message.lane, message.job_role
         headers = {MSG_ID_HEADER: message.id}
         if message.trace_context:
             headers.update(message.trace_context)
         on_stored = None
-        if isinstance(message, _TO_WORKER):
+        if role is JobRole.REQUEST or role is JobRole.CONTROL:
             if message.target is None:
                 raise ValueError(f"{type(message).__name__} needs a target worker")
-            if isinstance(message, BusJobRequestMessage):
+            if role is JobRole.REQUEST:
                 subject = self._layout.job_requests(message.target)
                 headers[REPLY_TO_HEADER] = self._instance
                 headers[EXPECTED_STREAM_HEADER] = self._layout.request_stream
             else:
                 subject = self._layout.job_control(message.target)
         else:
-            job_key = (message.source, message.job_id)  # type: ignore[attr-defined]
+            job_key = (message.source, message.job_id)
             reply_to = self._ledger.route(job_key)
             if reply_to is None:
                 # Not a job this bus took (or it already answered): the requester can only be
@@ -435,7 +431,7 @@ class NatsBus(WorkerBus):
                 )
                 return
             subject = self._layout.job_replies(reply_to, lane)
-            if isinstance(message, _FINAL_RESPONSES):
+            if role is JobRole.ANSWER:
                 on_stored = self._answered_callback(job_key)
         await self._outboxes[lane].put(
             OutboundJobMessage(subject=subject, data=data, headers=headers, on_stored=on_stored)
@@ -475,8 +471,8 @@ class NatsBus(WorkerBus):
         )
         self.stamp(response)
         data = self._codec.encode(response)
-        outbox = self._outboxes["data"]
-        subject = self._layout.job_replies(reply_to, "data")
+        outbox = self._outboxes[Lane.DATA]
+        subject = self._layout.job_replies(reply_to, Lane.DATA)
         self._spawn(
             outbox.put(
                 OutboundJobMessage(
@@ -494,18 +490,18 @@ class NatsBus(WorkerBus):
         if self._given_clients is not None:
             system, data = self._given_clients
         else:
-            system = await self._open("system")
+            system = await self._open(Lane.SYSTEM)
             try:
-                data = await self._open("data")
+                data = await self._open(Lane.DATA)
             except BaseException:
                 await system.close()
                 raise
-        self._clients = {"sys": system, "data": data}
+        self._clients = {Lane.SYSTEM: system, Lane.DATA: data}
         for client in (system, data):
             yield_between_reads(client, self._time_slice / 2)
         self._jetstream = {lane: client.jetstream() for lane, client in self._clients.items()}
 
-    async def _open(self, lane: str) -> Client:
+    async def _open(self, lane: Lane) -> Client:
         return await open_connection(
             self._options,
             lane,
@@ -513,9 +509,9 @@ class NatsBus(WorkerBus):
             on_error=self._on_client_error,
         )
 
-    def _reconnected_callback(self, lane: str) -> Callable[[], Awaitable[None]]:
+    def _reconnected_callback(self, lane: Lane) -> Callable[[], Awaitable[None]]:
         async def reconnected() -> None:
-            self.counters[f"reconnects_{lane}"] += 1
+            self.counters[f"reconnects_{lane.value}"] += 1
             await self._on_reconnected()
 
         return reconnected

@@ -33,16 +33,17 @@ from natsbus.bus.nats.jetstream import (
     instance_consumer_config,
     job_consumer_config,
 )
-from natsbus.bus.nats.layout import Lane, SubjectLayout
+from natsbus.bus.nats.layout import SubjectLayout
 from natsbus.bus.nats.ledger import JobLedger
 from natsbus.bus.nats.options import JetStreamOptions
 from natsbus.bus.nats.pull import PullLoop
+from natsbus.messages import Lane
 
 __all__ = ["ConsumerSet"]
 
 logger = logging.getLogger(__name__)
 
-_LANES: Final[tuple[Lane, Lane]] = ("sys", "data")
+_LANES: Final[tuple[Lane, Lane]] = (Lane.SYSTEM, Lane.DATA)
 _ROUTED_CREDIT: Final = 256
 """Replies and controls asked for at once: they are handled as they come, never held."""
 
@@ -124,13 +125,13 @@ class ConsumerSet:
             return  # a drain takes no job, even for a worker that joins now
         for worker in wanted - set(self._job_loops):
             config = job_consumer_config(self._layout, worker, self._options)
-            await ensure_consumer(self._jetstream["data"], self._layout.request_stream, config)
+            await ensure_consumer(self._jetstream[Lane.DATA], self._layout.request_stream, config)
             self._job_loops[worker] = await self._start_loop(
-                "data",
+                Lane.DATA,
                 stream=self._layout.request_stream,
                 name=config.name,
                 ensure=partial(
-                    ensure_consumer, self._jetstream["data"], self._layout.request_stream, config
+                    ensure_consumer, self._jetstream[Lane.DATA], self._layout.request_stream, config
                 ),
                 on_message=partial(self._intake.on_job_request, worker),
                 capacity=partial(self._ledger.room, worker),
@@ -171,14 +172,14 @@ class ConsumerSet:
         """Delete the instance's consumers (the server would after their inactive threshold)."""
         stream = self._layout.stream
         for loop in self._instance_loops.values():
-            await delete_consumer_quietly(self._jetstream["sys"], stream, loop.consumer)
+            await delete_consumer_quietly(self._jetstream[Lane.SYSTEM], stream, loop.consumer)
         self._instance_loops.clear()
         self._controlled = frozenset()
 
     async def statistics(self, timeout: float) -> list[ConsumerStatistics]:
         """Ask the server how far behind each consumer is (see ``NatsBus.consumer_statistics``)."""
         wanted: list[tuple[str, str, Lane, str, str]] = [
-            ("job_requests", worker, "data", self._layout.request_stream, loop.consumer)
+            ("job_requests", worker, Lane.DATA, self._layout.request_stream, loop.consumer)
             for worker, loop in self._job_loops.items()
         ]
         wanted.extend(
@@ -191,7 +192,7 @@ class ConsumerSet:
 
     def _instance_config(self, lane: Lane, controlled: frozenset[str]) -> ConsumerConfig:
         subjects = [self._layout.job_replies(self._instance, lane)]
-        if lane == "sys":
+        if lane is Lane.SYSTEM:
             subjects.extend(self._layout.job_control(worker) for worker in sorted(controlled))
         name = self._layout.instance_consumer(self._instance, lane)
         return instance_consumer_config(name, subjects, self._options)
@@ -200,11 +201,11 @@ class ConsumerSet:
         """Point the system instance consumer at the controls of exactly ``workers``."""
         if workers == self._controlled:
             return
-        config = self._instance_config("sys", workers)
+        config = self._instance_config(Lane.SYSTEM, workers)
         # add_consumer on an existing name updates it: the subjects change in place, and what
         # it already delivered stays delivered.
-        await self._jetstream["sys"].add_consumer(self._layout.stream, config)
-        self._configs["sys"] = config
+        await self._jetstream[Lane.SYSTEM].add_consumer(self._layout.stream, config)
+        self._configs[Lane.SYSTEM] = config
         self._controlled = workers
 
     async def _ensure_instance_consumer(self, lane: Lane) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from nats.js.client import JetStreamContext
 
-from natsbus.bus.nats.layout import Lane
+from natsbus.messages import Lane
 
 __all__ = ["ConsumerStatistics", "query_consumers"]
 
@@ -61,7 +61,7 @@ async def query_consumers(
             ConsumerStatistics(
                 role,
                 worker,
-                "system" if lane == "sys" else "data",
+                lane.value,
                 name,
                 int(info.num_pending or 0),
                 int(info.num_ack_pending or 0),

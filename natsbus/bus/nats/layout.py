@@ -30,15 +30,17 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Final, Literal
+from typing import Final
 
 from natsbus.bus.nats.subjects import encode_token
+from natsbus.messages import Lane
 
-__all__ = ["DEFAULT_PREFIX", "Lane", "SubjectLayout"]
+__all__ = ["DEFAULT_PREFIX", "SubjectLayout"]
 
 DEFAULT_PREFIX: Final = "natsbus"
 
-Lane = Literal["sys", "data"]
+_TOKENS: Final = {Lane.SYSTEM: "sys", Lane.DATA: "data"}
+"""Each lane's token in subjects and consumer names (short, and stable across releases)."""
 
 
 def _consumer_safe(text: str) -> str:
@@ -68,15 +70,15 @@ class SubjectLayout:
 
     def broadcast(self, lane: Lane) -> str:
         """Subject of broadcasts on one lane."""
-        return f"{self.root}.{lane}.all"
+        return f"{self.root}.{_TOKENS[lane]}.all"
 
     def targeted(self, lane: Lane, target: str) -> str:
         """Subject of core messages for one worker on one lane."""
-        return f"{self.root}.{lane}.to.{encode_token(target)}"
+        return f"{self.root}.{_TOKENS[lane]}.to.{encode_token(target)}"
 
     def everything(self, lane: Lane) -> str:
         """Wildcard matching every core message of one lane (for observers)."""
-        return f"{self.root}.{lane}.>"
+        return f"{self.root}.{_TOKENS[lane]}.>"
 
     def job_requests(self, worker: str) -> str:
         """Subject of job requests for one worker."""
@@ -88,7 +90,7 @@ class SubjectLayout:
 
     def job_replies(self, instance: str, lane: Lane) -> str:
         """Subject of job responses, updates and stream chunks for one bus instance."""
-        return f"{self.root}.job.rsp.{instance}.{lane}"
+        return f"{self.root}.job.rsp.{instance}.{_TOKENS[lane]}"
 
     @property
     def request_stream(self) -> str:
@@ -121,4 +123,4 @@ class SubjectLayout:
         It reads the instance's replies on that lane, and on the system lane the controls of
         every worker the instance hosts.
         """
-        return f"inst_{instance}_{lane}"
+        return f"inst_{instance}_{_TOKENS[lane]}"
