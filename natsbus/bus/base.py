@@ -43,12 +43,14 @@ _bus_numbers = itertools.count(1)
 
 
 class BusState(enum.Enum):
-    """Where a bus is in its life: CREATED, STARTED, STOPPED (and STARTED again, in process)."""
+    """Where a bus is in its life: CREATED, STARTED, STOPPING, STOPPED; in process, restartable."""
 
     CREATED = "created"
     """Made, not started: sent messages wait in the subscribers' lanes."""
     STARTED = "started"
     """Dispatching to subscribers."""
+    STOPPING = "stopping"
+    """A network bus releasing its consumers and connections: messages sent now are dropped."""
     STOPPED = "stopped"
     """Stopped: nothing is dispatched, and messages sent now are dropped and counted. An
     in-process bus can be started again (what was queued when it stopped is then handled);

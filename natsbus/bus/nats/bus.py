@@ -22,6 +22,7 @@ stored when the server is back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import secrets
@@ -33,8 +34,10 @@ from typing import Any, ClassVar, Final
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
 from nats.errors import OutboundBufferLimitError
 from nats.js.client import JetStreamContext
+from nats.js.errors import ServiceUnavailableError
 
 from natsbus.bus.base import BusMetricsProvider, BusObserverFactory, BusState, WorkerBus
 from natsbus.bus.dispatch import DEFAULT_TIME_SLICE, DispatchObserver
@@ -68,6 +71,19 @@ logger = logging.getLogger("natsbus.bus.nats")
 
 _LANES: Final[tuple[Lane, Lane]] = (Lane.SYSTEM, Lane.DATA)
 _SUBJECT_CACHE_SIZE: Final = 10_000
+
+
+async def _mapped(step: str, work: Awaitable[None]) -> None:
+    """Run one step of a start, turning nats-py's errors into natsbus's (cause chained)."""
+    try:
+        await work
+    except ServiceUnavailableError as error:
+        raise BusUnavailableError(
+            f"{step} failed: JetStream is not available on the server (start nats-server with"
+            " -js, or enable JetStream for this account)"
+        ) from error
+    except (NatsError, TimeoutError) as error:
+        raise BusUnavailableError(f"{step} failed: {error or type(error).__name__}") from error
 
 
 class NatsBus(WorkerBus):
@@ -135,7 +151,6 @@ class NatsBus(WorkerBus):
         self._ledger = JobLedger(
             ack_wait=self._js_options.ack_wait, max_in_flight=self._js_options.max_jobs_in_flight
         )
-        self._connected = False
         self._interest_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
         self.counters: Counter[str] = Counter()
@@ -181,44 +196,56 @@ class NatsBus(WorkerBus):
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect, make sure the job stream exists, subscribe, and start dispatching.
+        """Connect, make sure the job streams exist, subscribe, and start dispatching.
+
+        A start that fails part-way closes what it opened (connections, consumers, tasks)
+        before it raises; nats-py's errors come out as natsbus's, with the cause chained.
 
         Raises:
+            BusUnavailableError: No server could be reached or it refused the connection, or
+                JetStream is not available there, or a step of the start failed.
             BusClosedError: The bus was stopped: unlike an in-process bus, a NatsBus is not
                 started again (its consumers and connections are gone); make a new one.
         """
-        if self._connected:
+        if self.state is BusState.STARTED:
             return
-        if self.state is BusState.STOPPED:
+        if self.state is not BusState.CREATED:
             raise BusClosedError(f"{self!r} was stopped; a NatsBus cannot be started again")
-        await self._connect()
-        await ensure_streams(self._jetstream[Lane.DATA], self._layout, self._js_options)
-        for lane in _LANES:
-            outbox = JobOutbox(
-                client=self._clients[lane],
-                stream=self._layout.stream,
-                size=self._js_options.outbox_size,
-                retry_interval=self._js_options.publish_retry_interval,
-                name=f"{lane}-{self._instance}",
+        async with contextlib.AsyncExitStack() as undo:
+            await self._connect()
+            undo.push_async_callback(self._close_clients)
+            await _mapped("making the job streams", self._ensure_streams())
+            for lane in _LANES:
+                outbox = JobOutbox(
+                    client=self._clients[lane],
+                    stream=self._layout.stream,
+                    size=self._js_options.outbox_size,
+                    retry_interval=self._js_options.publish_retry_interval,
+                    name=f"{lane}-{self._instance}",
+                )
+                undo.push_async_callback(outbox.close, 0)
+                await outbox.start()
+                self._outboxes[lane] = outbox
+            consumers = ConsumerSet(
+                clients=self._clients,
+                jetstream=self._jetstream,
+                layout=self._layout,
+                options=self._js_options,
+                instance=self._instance,
+                intake=self._intake,
+                ledger=self._ledger,
             )
-            await outbox.start()
-            self._outboxes[lane] = outbox
-        self._consumers = ConsumerSet(
-            clients=self._clients,
-            jetstream=self._jetstream,
-            layout=self._layout,
-            options=self._js_options,
-            instance=self._instance,
-            intake=self._intake,
-            ledger=self._ledger,
-        )
-        await self._consumers.start()
-        if self._jobs_paused:
-            await self._consumers.pause_jobs()
-        self._ledger.start()
-        self._connected = True
-        await super().start()
-        await self._sync_interest()
+            undo.push_async_callback(self._release_consumers, consumers)
+            await _mapped("making the bus's consumers", consumers.start())
+            self._consumers = consumers
+            if self._jobs_paused:
+                await consumers.pause_jobs()
+            self._ledger.start()
+            undo.push_async_callback(self._ledger.stop, release=True)
+            await super().start()
+            undo.push_async_callback(super().stop)
+            await _mapped("subscribing", self._sync_interest())
+            undo.pop_all()  # started: from now on stop() releases it all
         backlog, self._sent_before_start = self._sent_before_start, []
         for message in backlog:
             await self.publish(message)
@@ -228,12 +255,13 @@ class NatsBus(WorkerBus):
 
         Job messages already sent are stored first (for up to 5 seconds), so a job answered
         just before the stop is acknowledged rather than redelivered; jobs taken but not
-        answered are then released to the server, for another bus to take at once.
+        answered are then released to the server, for another bus to take at once. Messages
+        sent from the moment the stop begins are dropped and counted.
         """
-        if not self._connected:
+        if self.state is not BusState.STARTED:
             await super().stop()
             return
-        self._connected = False
+        self._state = BusState.STOPPING
         consumers = self._consumers
         if consumers is not None:
             await consumers.stop()
@@ -248,6 +276,20 @@ class NatsBus(WorkerBus):
             await self._unsubscribe_quietly(subscription)
         self._core_subscriptions.clear()
         await super().stop()
+        await self._close_clients()
+
+    @property
+    def _started(self) -> bool:
+        return self._state is BusState.STARTED
+
+    async def _ensure_streams(self) -> None:
+        await ensure_streams(self._jetstream[Lane.DATA], self._layout, self._js_options)
+
+    async def _release_consumers(self, consumers: ConsumerSet) -> None:
+        await consumers.stop()
+        await consumers.delete_instance_consumers()
+
+    async def _close_clients(self) -> None:
         if self._given_clients is None:
             for client in {id(c): c for c in self._clients.values()}.values():
                 await client.close()
@@ -284,13 +326,13 @@ class NatsBus(WorkerBus):
     async def subscribe(self, subscriber: BusSubscriber) -> None:
         """Register a subscriber and listen for the targets it answers to."""
         await super().subscribe(subscriber)
-        if self._connected:
+        if self._started:
             await self._sync_interest()
 
     async def unsubscribe(self, subscriber: BusSubscriber) -> None:
         """Remove a subscriber and stop listening for targets nobody else answers to."""
         await super().unsubscribe(subscriber)
-        if self._connected:
+        if self._started:
             await self._sync_interest()
 
     # --- health -------------------------------------------------------------------------------
@@ -306,7 +348,7 @@ class NatsBus(WorkerBus):
         hosted here (for job requests too, unless jobs are paused).
         """
         reasons = super().not_ready_reasons()
-        if not self._connected:
+        if not self._started:
             return reasons or [f"bus {self.name!r} is not connected"]
         reasons.extend(
             f"{connection} connection is down"
@@ -329,7 +371,7 @@ class NatsBus(WorkerBus):
         Returns:
             One entry per consumer that answered.
         """
-        if not self._connected or self._consumers is None:
+        if not self._started or self._consumers is None:
             return []
         return await self._consumers.statistics(timeout)
 
@@ -342,10 +384,13 @@ class NatsBus(WorkerBus):
             MessageTooLargeError: The encoded message exceeds the server's max payload.
             BusUnavailableError: The server is away and the client's buffer is full.
         """
-        if not self._connected:
-            # Not connected yet: keep it, in order, for start().
-            self._codec.encode(message)  # refuse what can never be sent now, not later
-            self._sent_before_start.append(message)
+        if self._state is not BusState.STARTED:
+            if self._state is BusState.CREATED:
+                # Not started yet: keep it, in order, for start().
+                self._codec.encode(message)  # refuse what can never be sent now, not later
+                self._sent_before_start.append(message)
+            else:  # stopping
+                self._drop_stopped(message)
             return
         data = self._codec.encode(message)
         lane, is_job = self._kind(type(message))
