@@ -90,7 +90,7 @@ async def test_a_queued_end_frame_ends_the_pipeline_and_the_worker() -> None:
     assert [type(f) for f in finished] == [EndFrame]
     assert finished[0].reason == "done"
     assert worker.has_finished()
-    assert worker.lifecycle.end_reason == "done"
+    assert worker._lifecycle.end_reason == "done"
 
 
 async def test_a_queued_cancel_frame_cancels_the_pipeline_and_the_worker() -> None:

@@ -288,7 +288,7 @@ async def test_worker_misuse_is_reported() -> None:
     # As in pipecat: a duplicate name, or a worker attached already, is logged and skipped.
     duplicate = Recording("w")
     await runner.add_workers(duplicate)
-    assert runner.get_worker("w") is worker and duplicate.registry_or_none is None
+    assert runner.get_worker("w") is worker and duplicate._registry is None
     # Not started yet: it may move to another runner (as in pipecat), leaving the first.
     other = WorkerRunner(handle_signals=False)
     await other.add_workers(worker)

@@ -118,7 +118,7 @@ async def test_runner_runs_once() -> None:
         await runner.run()
     late = BaseWorker("late")
     await runner.add_workers(late)  # logged and skipped, as in pipecat
-    assert runner.get_worker("late") is None and late.registry_or_none is None
+    assert runner.get_worker("late") is None and late._registry is None
 
 
 # --- natsbus run --------------------------------------------------------------------------

@@ -303,7 +303,7 @@ class PipelineWorker(BaseWorker):
         await self._call_event_handler("on_pipeline_finished", frame)
         # The worker ends with its pipeline, as if its runner had asked (a no-op when it is
         # ending already, which is how a BusEndWorkerMessage got here).
-        self.lifecycle.begin_stop(graceful=isinstance(frame, EndFrame), reason=frame.reason)
+        self._lifecycle.begin_stop(graceful=isinstance(frame, EndFrame), reason=frame.reason)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -377,7 +377,7 @@ class PipelineWorker(BaseWorker):
 
     async def _end(self, root: Pipeline, task: asyncio.Task[None]) -> None:
         self._queue.put_nowait(
-            (EndFrame(reason=self.lifecycle.end_reason), FrameDirection.DOWNSTREAM)
+            (EndFrame(reason=self._lifecycle.end_reason), FrameDirection.DOWNSTREAM)
         )
         cancel = asyncio.ensure_future(self._cancel_requested.wait())
         try:
@@ -394,7 +394,7 @@ class PipelineWorker(BaseWorker):
 
     async def _cancel(self, root: Pipeline, task: asyncio.Task[None]) -> None:
         await cancel_and_wait((task,))
-        frame = CancelFrame(reason=self.lifecycle.end_reason)
+        frame = CancelFrame(reason=self._lifecycle.end_reason)
         try:
             async with asyncio.timeout(self._end_timeout):
                 await root.process_frame(frame, FrameDirection.DOWNSTREAM)
@@ -426,7 +426,7 @@ class PipelineWorker(BaseWorker):
             return True
         logger.warning("%s: idle pipeline: cancelling the worker", self.name)
         self._cancel_requested.set()
-        self.lifecycle.begin_stop(graceful=False, reason="idle timeout")
+        self._lifecycle.begin_stop(graceful=False, reason="idle timeout")
         return False
 
     # --- the bus ----------------------------------------------------------------------------
@@ -464,7 +464,7 @@ class PipelineWorker(BaseWorker):
             return
         # A worker that is still starting and will then be active takes frames: they wait in
         # the queue (for the StartFrame, if it has not passed yet) instead of being lost.
-        if not (self.active or self.lifecycle.pending_activation):
+        if not (self.active or self._lifecycle.pending_activation):
             return
         if self._closed:
             return

@@ -71,13 +71,8 @@ class JobMethods:
         async def send_bus_message(self, message: BusMessage) -> None:  # noqa: D102
             ...
 
-        @property
-        def executor(self) -> JobExecutor:  # noqa: D102
-            ...
-
-        @property
-        def tracker(self) -> JobTracker:  # noqa: D102
-            ...
+        _executor: JobExecutor
+        _tracker: JobTracker
 
     # --- requesting -------------------------------------------------------------------------
 
@@ -107,7 +102,7 @@ class JobMethods:
             The job id.
         """
         merged = _group_params(params, name, payload, timeout)
-        group = await self.tracker.start((worker_name,), merged, single=True, events=False)
+        group = await self._tracker.start((worker_name,), merged, single=True, events=False)
         return group.job_id
 
     def job(
@@ -139,7 +134,7 @@ class JobMethods:
             The handle to enter with ``async with``.
         """
         merged = _group_params(params, name, payload, timeout)
-        return JobHandle(self.tracker, self.name, (worker_name,), merged, single=True)
+        return JobHandle(self._tracker, self.name, (worker_name,), merged, single=True)
 
     async def request_job_group(
         self,
@@ -164,7 +159,7 @@ class JobMethods:
             The job id.
         """
         merged = _group_params(params, name, payload, timeout, cancel_on_error)
-        group = await self.tracker.start(worker_names, merged, single=False, events=False)
+        group = await self._tracker.start(worker_names, merged, single=False, events=False)
         return group.job_id
 
     def job_group(
@@ -197,7 +192,7 @@ class JobMethods:
             The handle to enter with ``async with``.
         """
         merged = _group_params(params, name, payload, timeout, cancel_on_error)
-        return JobGroupHandle(self.tracker, self.name, worker_names, merged, single=False)
+        return JobGroupHandle(self._tracker, self.name, worker_names, merged, single=False)
 
     async def create_job_group_and_request_job(
         self, worker_names: list[str], *, params: JobGroupParams | None = None
@@ -212,7 +207,7 @@ class JobMethods:
             The open group (``await group.wait()`` for its end).
         """
         merged = _group_params(params, None, None, None)
-        return await self.tracker.start(tuple(worker_names), merged, single=False, events=False)
+        return await self._tracker.start(tuple(worker_names), merged, single=False, events=False)
 
     async def cancel_job_group(self, job_id: str, *, reason: str | None = None) -> None:
         """Cancel a job (or job group) this worker requested, and stop tracking it.
@@ -225,7 +220,7 @@ class JobMethods:
             job_id: The job.
             reason: Why, for the workers.
         """
-        await self.tracker.cancel(job_id, reason)
+        await self._tracker.cancel(job_id, reason)
 
     cancel_job = cancel_job_group
 
@@ -241,7 +236,7 @@ class JobMethods:
         Returns:
             Whether it was cancelled (False: unknown, or not cancellable).
         """
-        return await self.tracker.cancel(job_id, reason, external=True)
+        return await self._tracker.cancel(job_id, reason, external=True)
 
     async def request_job_update(self, job_id: str, worker_name: str) -> None:
         """Ask a worker for a progress update on a job (its ``on_job_update_requested``).
@@ -275,7 +270,7 @@ class JobMethods:
         Raises:
             RuntimeError: No such job is running here, or it was already answered.
         """
-        await self.executor.respond(job_id, JobStatus(status), response, urgent=urgent)
+        await self._executor.respond(job_id, JobStatus(status), response, urgent=urgent)
 
     async def send_job_update(
         self, job_id: str, update: Payload | None = None, *, urgent: bool = False
@@ -290,7 +285,7 @@ class JobMethods:
         Raises:
             RuntimeError: No such job is running here, or it was already answered.
         """
-        request = self.executor.request_of(job_id, "update")
+        request = self._executor.request_of(job_id, "update")
         cls = BusJobUpdateUrgentMessage if urgent else BusJobUpdateMessage
         await self.send_bus_message(cls(job_id, update, source=self.name, target=request.source))
 
@@ -316,7 +311,7 @@ class JobMethods:
         Raises:
             RuntimeError: No such job is running here, or it was already answered.
         """
-        await self.executor.respond(job_id, JobStatus.COMPLETED, data, stream_end=True)
+        await self._executor.respond(job_id, JobStatus.COMPLETED, data, stream_end=True)
 
     async def _send_stream(
         self,
@@ -324,7 +319,7 @@ class JobMethods:
         job_id: str,
         data: Payload | None,
     ) -> None:
-        request = self.executor.request_of(job_id, "stream")
+        request = self._executor.request_of(job_id, "stream")
         await self.send_bus_message(cls(job_id, data, source=self.name, target=request.source))
 
     # --- hooks: the worker side -------------------------------------------------------------

@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING
 from natsbus.messages import BusCancelWorkerLocalMessage, BusEndWorkerLocalMessage, Payload
 
 if TYPE_CHECKING:
+    from natsbus.workers.executor import JobExecutor
+    from natsbus.workers.requests import JobTracker
     from natsbus.workers.worker import BaseWorker
 
-__all__ = ["Lifecycle", "WorkerState"]
+__all__ = ["Lifecycle", "WorkerHandle", "WorkerState"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +60,23 @@ class Lifecycle:
     """The lifecycle state of one worker and the sequences that move it.
 
     Args:
-        worker: The worker.
+        worker: The worker (its hooks, children and bus).
+        executor: Runs the worker's jobs: drained and cancelled as the worker ends.
+        tracker: The jobs the worker requested: waited for, then cancelled, as it ends.
         active: Whether it becomes active as soon as it is ready.
     """
 
-    def __init__(self, worker: BaseWorker, *, active: bool) -> None:
+    def __init__(
+        self,
+        worker: BaseWorker,
+        executor: JobExecutor,
+        tracker: JobTracker,
+        *,
+        active: bool,
+    ) -> None:
         self._worker = worker
+        self._executor = executor
+        self._tracker = tracker
         self.state = WorkerState.CREATED
         self.active = active
         self.pending_activation = active
@@ -142,12 +155,12 @@ class Lifecycle:
         A cancel during a graceful end cuts its grace period short.
         """
         worker = self._worker
-        worker.executor.drain()
+        self._executor.drain()
         if self._stopping is not None:
             if not graceful and not self._hard:
                 self._hard = True
                 worker.spawn(self.cancel_children(reason))
-                worker.spawn(worker.executor.cancel_all(reason or "worker cancelled"))
+                worker.spawn(self._executor.cancel_all(reason or "worker cancelled"))
             return
         self._hard = not graceful
         self.end_reason = reason
@@ -165,8 +178,8 @@ class Lifecycle:
             else:
                 await self.end_children(reason)
                 await self._wait_jobs()
-            await worker.executor.cancel_all(reason or "worker ended", timeout=CANCEL_WAIT)
-            await worker.tracker.close(reason or "worker ended")
+            await self._executor.cancel_all(reason or "worker ended", timeout=CANCEL_WAIT)
+            await self._tracker.close(reason or "worker ended")
             await self.wait_children()
             try:
                 await worker.cleanup()
@@ -184,14 +197,14 @@ class Lifecycle:
         worker = self._worker
         try:
             async with asyncio.timeout(self.grace_period):
-                await worker.executor.wait_idle(None)
-                await worker.tracker.wait_idle()
+                await self._executor.wait_idle(None)
+                await self._tracker.wait_idle()
         except TimeoutError:
             logger.warning(
                 "%s: jobs still running after the %.1f s grace period (%s); cancelling them",
                 worker,
                 self.grace_period,
-                list(worker.executor.running) + list(worker.tracker.groups),
+                list(self._executor.running) + list(self._tracker.groups),
             )
 
     async def end_children(self, reason: str | None) -> None:
@@ -226,3 +239,33 @@ class Lifecycle:
                     await child.wait()
         except TimeoutError:
             logger.error("%s: children did not end within %.1f s", self._worker, timeout)
+
+
+class WorkerHandle:
+    """What a runner drives of a worker it hosts (``attach()`` returns it); nothing else.
+
+    Args:
+        lifecycle: The worker's lifecycle.
+        executor: The worker's job executor.
+    """
+
+    def __init__(self, lifecycle: Lifecycle, executor: JobExecutor) -> None:
+        self._lifecycle = lifecycle
+        self._executor = executor
+
+    @property
+    def will_be_active(self) -> bool:
+        """Whether the worker is active, or becomes so once it is ready."""
+        return self._lifecycle.active or self._lifecycle.pending_activation
+
+    async def run(self, announce: Callable[[], Awaitable[None]]) -> None:
+        """Set the worker up, announce it, and wait until it ended (see :meth:`Lifecycle.run`)."""
+        await self._lifecycle.run(announce)
+
+    def drain(self) -> None:
+        """Take no new job from now on (running ones go on)."""
+        self._executor.drain()
+
+    def begin_stop(self, *, graceful: bool, reason: str | None) -> None:
+        """End (graceful) or cancel the worker, in a task of its own."""
+        self._lifecycle.begin_stop(graceful=graceful, reason=reason)

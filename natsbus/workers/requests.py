@@ -188,7 +188,7 @@ class JobTracker:
         if deadline is not None:
             payload = {**(payload or {}), DEADLINE_KEY: deadline}
         try:
-            registry = self._worker.registry_or_none
+            registry = self._worker._registry
             if params.wait_ready and registry is not None:
                 await self._wait_ready(group, registry.wait_ready(workers))
             me = self._worker.name

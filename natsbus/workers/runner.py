@@ -24,7 +24,7 @@ from natsbus.messages import (
     WorkerRegistryEntry,
 )
 from natsbus.tasks import TaskManager, cancel_and_wait
-from natsbus.workers.lifecycle import WorkerState
+from natsbus.workers.lifecycle import WorkerHandle, WorkerState
 from natsbus.workers.registry import WorkerRegistry
 from natsbus.workers.signals import SignalHandlers
 from natsbus.workers.types import WorkerReadyData
@@ -109,6 +109,7 @@ class WorkerRunner(EventHandlers, BusSubscriber):
         self._register_event_handler("on_error")
         self._cancel_timeout = cancel_timeout
         self._workers: dict[str, BaseWorker] = {}
+        self._handles: dict[str, WorkerHandle] = {}
         self._hosts: dict[str, asyncio.Task[None]] = {}
         self._known_runners: set[str] = set()
         self._state = RunnerState.CREATED
@@ -196,13 +197,16 @@ class WorkerRunner(EventHandlers, BusSubscriber):
             if worker.state not in (WorkerState.CREATED, WorkerState.ATTACHED):
                 logger.error("%r has started on another runner; skipped", worker)
                 continue
-            await worker.attach(
+            handle = await worker.attach(
                 registry=self._registry,
                 bus=self._bus,
                 worker_runner=self,
                 grace_period=self._grace_period,
             )
+            if handle is None:
+                continue
             self._workers[worker.name] = worker
+            self._handles[worker.name] = handle
             if self._state is RunnerState.RUNNING:
                 self._start(worker)
 
@@ -210,6 +214,7 @@ class WorkerRunner(EventHandlers, BusSubscriber):
         """Forget a worker that was added here but moved to another runner before it started."""
         if self._workers.get(worker.name) is worker and worker.name not in self._hosts:
             del self._workers[worker.name]
+            del self._handles[worker.name]
 
     async def run(self) -> None:
         """Run every worker until all have ended, then stop the bus if the runner started it.
@@ -242,6 +247,8 @@ class WorkerRunner(EventHandlers, BusSubscriber):
             signals.remove()
             await cancel_and_wait(list(self._hosts.values()))
             await cancel_and_wait(list(self._background))
+            # What the workers spawned and left running ends with the run.
+            await self._task_manager.cancel_all()
             await self._close_bus(owns_bus)
             self._state = RunnerState.FINISHED
 
@@ -262,7 +269,7 @@ class WorkerRunner(EventHandlers, BusSubscriber):
         # and replies keep flowing to the jobs still running.
         await self._bus.pause_jobs()
         for worker in self._roots():
-            worker.executor.drain()  # at once: a request already queued must not start
+            self._handles[worker.name].drain()  # at once: a queued request must not start
             # Local: replicas of this worker on other runners go on.
             await self._bus.send(
                 BusEndWorkerLocalMessage(reason, source=self._name, target=worker.name)
@@ -317,13 +324,13 @@ class WorkerRunner(EventHandlers, BusSubscriber):
         if self._ending:
             # Added while ending (a child, say): it ends with the rest.
             if self._cancelled.is_set():
-                worker.lifecycle.begin_stop(graceful=False, reason="runner cancelled")
+                self._handles[worker.name].begin_stop(graceful=False, reason="runner cancelled")
             else:
-                worker.lifecycle.begin_stop(graceful=True, reason="runner ending")
+                self._handles[worker.name].begin_stop(graceful=True, reason="runner ending")
 
     async def _host(self, worker: BaseWorker) -> None:
         try:
-            await worker.lifecycle.run(lambda: self._announce(worker))
+            await self._handles[worker.name].run(lambda: self._announce(worker))
         except Exception as error:
             logger.exception("%s: worker %r failed", self, worker.name)
             await self._call_event_handler("on_error", worker, error)
@@ -335,10 +342,11 @@ class WorkerRunner(EventHandlers, BusSubscriber):
                 logger.exception("%s: could not unsubscribe %r", self, worker.name)
             self._hosts.pop(worker.name, None)
             self._workers.pop(worker.name, None)
+            self._handles.pop(worker.name, None)
             self._check_all_ended()
 
     async def _announce(self, worker: BaseWorker) -> None:
-        active = worker.active or worker.lifecycle.pending_activation
+        active = self._handles[worker.name].will_be_active
         await self._bus.send(
             BusWorkerReadyMessage(
                 self._name,

@@ -33,7 +33,7 @@ from natsbus.workers.actions import WorkerActions
 from natsbus.workers.compat import PipecatState
 from natsbus.workers.executor import JobExecutor
 from natsbus.workers.jobs_api import JobMethods
-from natsbus.workers.lifecycle import Lifecycle, WorkerState
+from natsbus.workers.lifecycle import Lifecycle, WorkerHandle, WorkerState
 from natsbus.workers.registry import WorkerRegistry
 from natsbus.workers.requests import JobGroup, JobTracker
 from natsbus.workers.types import WorkerErrorData, WorkerReadyData
@@ -144,9 +144,9 @@ class BaseWorker(WorkerActions, JobMethods, PipecatState, EventHandlers, BusSubs
         self._task_manager = task_manager
         self._watched: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._lifecycle = Lifecycle(self, active=active)
         self._executor = JobExecutor(self)
         self._tracker = JobTracker(self)
+        self._lifecycle = Lifecycle(self, self._executor, self._tracker, active=active)
         for event in _EVENTS:
             self._register_event_handler(event)
         # Read on every message: the handler list itself, so that an empty one costs nothing.
@@ -249,11 +249,6 @@ class BaseWorker(WorkerActions, JobMethods, PipecatState, EventHandlers, BusSubs
         return self._registry
 
     @property
-    def registry_or_none(self) -> WorkerRegistry | None:
-        """The registry of the worker's runner, or None before it has one."""
-        return self._registry
-
-    @property
     def worker_runner(self) -> WorkerRunner:
         """The runner hosting the worker (``self.worker_runner.get_worker("helper")``).
 
@@ -274,21 +269,6 @@ class BaseWorker(WorkerActions, JobMethods, PipecatState, EventHandlers, BusSubs
                 self._runner.task_manager if self._runner is not None else TaskManager()
             )
         return self._task_manager
-
-    @property
-    def executor(self) -> JobExecutor:
-        """Runs this worker's job handlers (internal)."""
-        return self._executor
-
-    @property
-    def tracker(self) -> JobTracker:
-        """Tracks the jobs this worker requested (internal)."""
-        return self._tracker
-
-    @property
-    def lifecycle(self) -> Lifecycle:
-        """This worker's lifecycle state machine (internal)."""
-        return self._lifecycle
 
     async def wait(self) -> None:
         """Wait until the worker has ended."""
@@ -358,8 +338,11 @@ class BaseWorker(WorkerActions, JobMethods, PipecatState, EventHandlers, BusSubs
         await self.task_manager.cancel_task(task, timeout)
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
-        """Run a coroutine in a task the worker keeps until it is done."""
-        task = asyncio.get_running_loop().create_task(coroutine)
+        """Run a coroutine in a task of the worker's task manager.
+
+        The runner cancels and awaits the tasks still running when its run ends.
+        """
+        task = self.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -372,7 +355,7 @@ class BaseWorker(WorkerActions, JobMethods, PipecatState, EventHandlers, BusSubs
         bus: WorkerBus,
         worker_runner: WorkerRunner,
         grace_period: float | None = None,
-    ) -> None:
+    ) -> WorkerHandle | None:
         """Join a runner: subscribe to its bus (called by the runner, as in pipecat).
 
         A worker attached but not started yet may be attached again (to another runner, as
@@ -384,11 +367,14 @@ class BaseWorker(WorkerActions, JobMethods, PipecatState, EventHandlers, BusSubs
             bus: The runner's bus.
             worker_runner: The runner.
             grace_period: Seconds running jobs get on a graceful end (default: the runner's).
+
+        Returns:
+            What the runner drives of the worker (start, drain, end), or None if ignored.
         """
         state = self._lifecycle.state
         if state not in (WorkerState.CREATED, WorkerState.ATTACHED):
             logger.error("%r has started on a runner already; attach ignored", self)
-            return
+            return None
         previous, previous_bus = self._runner, self._bus
         if state is WorkerState.ATTACHED and previous is not worker_runner:
             logger.warning(
@@ -405,6 +391,7 @@ class BaseWorker(WorkerActions, JobMethods, PipecatState, EventHandlers, BusSubs
             self._lifecycle.grace_period = grace_period
         self._lifecycle.state = WorkerState.ATTACHED
         await bus.subscribe(self)
+        return WorkerHandle(self._lifecycle, self._executor)
 
     # --- events -----------------------------------------------------------------------------
 
