@@ -43,7 +43,7 @@ from natsbus.errors import (
     UnsupportedValueError,
 )
 from natsbus.frames import Frame
-from natsbus.messages import BusMessage
+from natsbus.messages import BusJobRequestMessage, BusMessage
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -114,7 +114,7 @@ class Codec:
         return self._registry
 
     def encode(self, message: BusMessage) -> bytes:
-        """Encode a message, with its envelope metadata (id, sent_at, trace_context).
+        """Encode a message, with its envelope metadata (id, sent_at, trace_context, routing).
 
         Args:
             message: A registered, non-local message.
@@ -145,6 +145,11 @@ class Codec:
                 for key, value in trace_context.items():
                     env_trace_context[key] = value
             fill(message, env)
+            if type(message) is BusJobRequestMessage:
+                # A job request's routing lives in the envelope, not in the user's payload.
+                env.reply_to = message.reply_to
+                if message.deadline is not None:
+                    env.deadline = message.deadline
         except EncodeError:
             raise
         except (TypeError, ValueError, AttributeError) as exc:
@@ -192,6 +197,10 @@ class Codec:
         message.trace_context = (
             {k: trace_context[k] for k in trace_context} if trace_context else None
         )
+        if field == "job_request":
+            assert isinstance(message, BusJobRequestMessage)
+            message.reply_to = env.reply_to
+            message.deadline = env.deadline if env.HasField("deadline") else None
         return message
 
 

@@ -403,6 +403,12 @@ class BusJobRequestMessage(BusDataMessage, BusJobMessage):
 
     job_name: str | None = None
     payload: Payload | None = None
+    deadline: float | None = field(default=None, init=False, compare=False, repr=False)
+    """Envelope routing: Unix time after which the worker must not start the job (it is
+    answered ``cancelled``); set by the requester from its timeout. None: no deadline."""
+    reply_to: str = field(default="", init=False, compare=False, repr=False)
+    """Envelope routing: where the answers go (the asking bus instance); stamped by a
+    network bus. Empty: answered on the core subject of ``source``."""
 
 
 @dataclass

@@ -35,13 +35,14 @@ from natsbus.workers.decorator import JobHandler, collect_job_handlers
 if TYPE_CHECKING:
     from natsbus.workers.worker import BaseWorker
 
-__all__ = ["DEADLINE_KEY", "JobExecutor"]
+__all__ = ["LEGACY_DEADLINE_KEY", "JobExecutor"]
 
 logger = logging.getLogger(__name__)
 
-DEADLINE_KEY: Final = "__natsbus_deadline__"
-"""Payload key carrying a request's deadline (Unix time). The request message of the reference
-has no deadline field, so it travels in the payload and is removed before the handler runs."""
+LEGACY_DEADLINE_KEY: Final = "__natsbus_deadline__"
+"""Payload key in which natsbus before 0.2 sent a request's deadline: still honoured (and
+removed before the handler runs) for a rolling upgrade; the deadline now travels in the
+envelope (``BusJobRequestMessage.deadline``)."""
 
 RECENT_CANCELS: Final = 4096
 """How many cancelled job ids a worker remembers, for requests that arrive after their cancel."""
@@ -130,11 +131,14 @@ class JobExecutor:
             return
         else:
             handler, sequential, notification = self._worker.on_job_request, False, True
-        deadline = None
-        if request.payload is not None and DEADLINE_KEY in request.payload:
+        deadline = request.deadline
+        if request.payload is not None and LEGACY_DEADLINE_KEY in request.payload:
+            # From a natsbus before 0.2, which kept the deadline in the payload.
             payload = dict(request.payload)
-            deadline = payload.pop(DEADLINE_KEY)
+            legacy = payload.pop(LEGACY_DEADLINE_KEY)
             request.payload = payload or None
+            if deadline is None and isinstance(legacy, int | float):
+                deadline = float(legacy)
         job = _RunningJob(request, notification)
         self._running[job_id] = job
         lock = self._locks.setdefault(request.job_name, asyncio.Lock()) if sequential else None

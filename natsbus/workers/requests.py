@@ -33,7 +33,6 @@ from natsbus.messages import (
     Payload,
 )
 from natsbus.workers.errors import JobError, JobGroupError, JobGroupTimeoutError, JobTimeoutError
-from natsbus.workers.executor import DEADLINE_KEY
 from natsbus.workers.types import JobEvent, JobEventKind, JobGroupParams, JobGroupResult
 
 if TYPE_CHECKING:
@@ -184,9 +183,6 @@ class JobTracker:
         deadline = params.deadline
         if deadline is None and params.timeout is not None:
             deadline = time.time() + params.timeout
-        payload = params.payload
-        if deadline is not None:
-            payload = {**(payload or {}), DEADLINE_KEY: deadline}
         try:
             registry = self._worker._registry
             if params.wait_ready and registry is not None:
@@ -194,9 +190,11 @@ class JobTracker:
             me = self._worker.name
             group.sent = True
             for name in workers:
-                await self._worker.send_bus_message(
-                    BusJobRequestMessage(group.job_id, params.name, payload, source=me, target=name)
+                request = BusJobRequestMessage(
+                    group.job_id, params.name, params.payload, source=me, target=name
                 )
+                request.deadline = deadline
+                await self._worker.send_bus_message(request)
         except BaseException:
             self._close(group)
             raise

@@ -25,7 +25,7 @@ class Envelope(_message.Message):
     """One bus message: metadata common to all messages, and exactly one body.
 
     Field numbers:
-      1-5     metadata; 6-15 are kept for future metadata (one-byte tags).
+      1-7     metadata; 8-15 are kept for future metadata (one-byte tags).
       16-31   lifecycle and worker bodies.
       32-47   job bodies.
       48-63   frames: 48 is BusFrameMessage (frames.proto), which carries built-in and
@@ -63,6 +63,8 @@ class Envelope(_message.Message):
     SOURCE_FIELD_NUMBER: _builtins.int
     TARGET_FIELD_NUMBER: _builtins.int
     TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
+    REPLY_TO_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
     ACTIVATE_WORKER_FIELD_NUMBER: _builtins.int
     DEACTIVATE_WORKER_FIELD_NUMBER: _builtins.int
     END_FIELD_NUMBER: _builtins.int
@@ -93,6 +95,14 @@ class Envelope(_message.Message):
     """Name of the worker or component that sent the message."""
     target: _builtins.str
     """Name of the intended recipient worker; unset for a broadcast."""
+    reply_to: _builtins.str
+    """Job requests: where the answers go (the asking bus instance). A request without it is
+    answered on the core subject of its `source` (without JetStream's guarantees).
+    """
+    deadline: _builtins.float
+    """Job requests: Unix time after which the worker must not start the job (it answers
+    `cancelled`); unset for no deadline.
+    """
     @_builtins.property
     def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """W3C trace context (traceparent, tracestate); empty when there is none."""
@@ -151,6 +161,8 @@ class Envelope(_message.Message):
         source: _builtins.str = ...,
         target: _builtins.str | None = ...,
         trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        reply_to: _builtins.str = ...,
+        deadline: _builtins.float | None = ...,
         activate_worker: _messages_pb2.ActivateWorker | None = ...,
         deactivate_worker: _messages_pb2.DeactivateWorker | None = ...,
         end: _messages_pb2.End | None = ...,
@@ -174,14 +186,18 @@ class Envelope(_message.Message):
         frame: _frames_pb2.FrameMessage | None = ...,
         custom: _messages_pb2.Custom | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_target", b"_target", "activate_worker", b"activate_worker", "body", b"body", "cancel", b"cancel", "cancel_worker", b"cancel_worker", "custom", b"custom", "deactivate_worker", b"deactivate_worker", "end", b"end", "end_worker", b"end_worker", "frame", b"frame", "job_cancel", b"job_cancel", "job_request", b"job_request", "job_response", b"job_response", "job_response_urgent", b"job_response_urgent", "job_stream_data", b"job_stream_data", "job_stream_end", b"job_stream_end", "job_stream_start", b"job_stream_start", "job_update", b"job_update", "job_update_request", b"job_update_request", "job_update_urgent", b"job_update_urgent", "target", b"target", "tts_speak", b"tts_speak", "worker_error", b"worker_error", "worker_ready", b"worker_ready", "worker_registry", b"worker_registry"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_deadline", b"_deadline", "_target", b"_target", "activate_worker", b"activate_worker", "body", b"body", "cancel", b"cancel", "cancel_worker", b"cancel_worker", "custom", b"custom", "deactivate_worker", b"deactivate_worker", "deadline", b"deadline", "end", b"end", "end_worker", b"end_worker", "frame", b"frame", "job_cancel", b"job_cancel", "job_request", b"job_request", "job_response", b"job_response", "job_response_urgent", b"job_response_urgent", "job_stream_data", b"job_stream_data", "job_stream_end", b"job_stream_end", "job_stream_start", b"job_stream_start", "job_update", b"job_update", "job_update_request", b"job_update_request", "job_update_urgent", b"job_update_urgent", "target", b"target", "tts_speak", b"tts_speak", "worker_error", b"worker_error", "worker_ready", b"worker_ready", "worker_registry", b"worker_registry"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_target", b"_target", "activate_worker", b"activate_worker", "body", b"body", "cancel", b"cancel", "cancel_worker", b"cancel_worker", "custom", b"custom", "deactivate_worker", b"deactivate_worker", "end", b"end", "end_worker", b"end_worker", "frame", b"frame", "id", b"id", "job_cancel", b"job_cancel", "job_request", b"job_request", "job_response", b"job_response", "job_response_urgent", b"job_response_urgent", "job_stream_data", b"job_stream_data", "job_stream_end", b"job_stream_end", "job_stream_start", b"job_stream_start", "job_update", b"job_update", "job_update_request", b"job_update_request", "job_update_urgent", b"job_update_urgent", "sent_at", b"sent_at", "source", b"source", "target", b"target", "trace_context", b"trace_context", "tts_speak", b"tts_speak", "worker_error", b"worker_error", "worker_ready", b"worker_ready", "worker_registry", b"worker_registry"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_deadline", b"_deadline", "_target", b"_target", "activate_worker", b"activate_worker", "body", b"body", "cancel", b"cancel", "cancel_worker", b"cancel_worker", "custom", b"custom", "deactivate_worker", b"deactivate_worker", "deadline", b"deadline", "end", b"end", "end_worker", b"end_worker", "frame", b"frame", "id", b"id", "job_cancel", b"job_cancel", "job_request", b"job_request", "job_response", b"job_response", "job_response_urgent", b"job_response_urgent", "job_stream_data", b"job_stream_data", "job_stream_end", b"job_stream_end", "job_stream_start", b"job_stream_start", "job_update", b"job_update", "job_update_request", b"job_update_request", "job_update_urgent", b"job_update_urgent", "reply_to", b"reply_to", "sent_at", b"sent_at", "source", b"source", "target", b"target", "trace_context", b"trace_context", "tts_speak", b"tts_speak", "worker_error", b"worker_error", "worker_ready", b"worker_ready", "worker_registry", b"worker_registry"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__deadline: _TypeAlias = _typing.Literal["deadline"]  # noqa: Y015
+    _WhichOneofArgType__deadline: _TypeAlias = _typing.Literal["_deadline", b"_deadline"]  # noqa: Y015
     _WhichOneofReturnType__target: _TypeAlias = _typing.Literal["target"]  # noqa: Y015
     _WhichOneofArgType__target: _TypeAlias = _typing.Literal["_target", b"_target"]  # noqa: Y015
     _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["activate_worker", "deactivate_worker", "end", "end_worker", "cancel", "cancel_worker", "worker_error", "worker_ready", "worker_registry", "tts_speak", "job_request", "job_response", "job_response_urgent", "job_update", "job_update_urgent", "job_update_request", "job_stream_start", "job_stream_data", "job_stream_end", "job_cancel", "frame", "custom"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__deadline) -> _WhichOneofReturnType__deadline | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__target) -> _WhichOneofReturnType__target | None: ...
     @_typing.overload

@@ -392,6 +392,8 @@ class NatsBus(WorkerBus):
             else:  # stopping
                 self._drop_stopped(message)
             return
+        if type(message) is BusJobRequestMessage:
+            message.reply_to = self._instance  # the answers come back to this instance
         data = self._codec.encode(message)
         lane, is_job = self._kind(type(message))
         client = self._clients[lane]
@@ -455,16 +457,17 @@ class NatsBus(WorkerBus):
                 raise ValueError(f"{type(message).__name__} needs a target worker")
             if role is JobRole.REQUEST:
                 subject = self._layout.job_requests(message.target)
-                headers[REPLY_TO_HEADER] = self._instance
+                headers[REPLY_TO_HEADER] = self._instance  # for workers before 0.2
                 headers[EXPECTED_STREAM_HEADER] = self._layout.request_stream
             else:
                 subject = self._layout.job_control(message.target)
         else:
             job_key = (message.source, message.job_id)
             reply_to = self._ledger.route(job_key)
-            if reply_to is None:
-                # Not a job this bus took (or it already answered): the requester can only be
-                # reached by name, without JetStream's guarantees.
+            if not reply_to:
+                # Not a job this bus took (or it already answered), or a request that named no
+                # instance to answer (a producer that is not natsbus): the requester can only
+                # be reached by name, on its core subject, without JetStream's guarantees.
                 self.counters["unrouted_job_replies"] += 1
                 target_subject = (
                     self._layout.broadcast(lane)
@@ -474,6 +477,8 @@ class NatsBus(WorkerBus):
                 await self._clients[lane].publish(
                     target_subject, data, headers=message.trace_context
                 )
+                if reply_to is not None and role is JobRole.ANSWER:
+                    self._answered_callback(job_key)()  # answered: acknowledge the request
                 return
             subject = self._layout.job_replies(reply_to, lane)
             if role is JobRole.ANSWER:
@@ -516,6 +521,13 @@ class NatsBus(WorkerBus):
         )
         self.stamp(response)
         data = self._codec.encode(response)
+        if not reply_to:
+            # Nowhere on JetStream to answer (see _publish_job): the requester's core subject.
+            self.counters["unrouted_job_replies"] += 1
+            core = self._layout.targeted(Lane.DATA, request.source)
+            self._spawn(self._clients[Lane.DATA].publish(core, data))
+            self._spawn(msg.term())
+            return
         outbox = self._outboxes[Lane.DATA]
         subject = self._layout.job_replies(reply_to, Lane.DATA)
         self._spawn(

@@ -68,9 +68,21 @@ class JobIntake:
         self._seen = RecentIds()
 
     def on_job_request(self, worker: str, msg: Msg) -> None:
-        """A job request for ``worker`` from its shared consumer."""
+        """A job request for ``worker`` from its shared consumer.
+
+        Its identity and routing come from the envelope (``id``, ``reply_to``); the NATS
+        headers natsbus also sets are a fallback, so a producer that builds the envelope from
+        the ``.proto`` files needs none. A request with no id at all is known by its stream
+        sequence.
+        """
+        message = self._decoder.decode(msg.data, msg.subject)
+        if not isinstance(message, BusJobRequestMessage):
+            self._spawn(msg.term())
+            return
         headers = msg.headers or {}
-        message_id = headers.get(MSG_ID_HEADER, "")
+        message_id = (
+            message.id or headers.get(MSG_ID_HEADER) or f"seq-{msg.metadata.sequence.stream}"
+        )
         if self._ledger.has_message(message_id):
             # Redelivered while still running here (ack_wait passed during an outage).
             self._spawn(msg.in_progress())
@@ -79,11 +91,7 @@ class JobIntake:
             self._counters["duplicates"] += 1
             self._spawn(_ack(msg))
             return
-        message = self._decoder.decode(msg.data, msg.subject)
-        if not isinstance(message, BusJobRequestMessage):
-            self._spawn(msg.term())
-            return
-        reply_to = headers.get(REPLY_TO_HEADER, "")
+        reply_to = message.reply_to or headers.get(REPLY_TO_HEADER, "")
         delivered = msg.metadata.num_delivered
         if delivered > 1:
             self._counters["redelivered"] += 1
