@@ -18,8 +18,7 @@ from natsbus.bus import (
     union_targets,
 )
 from natsbus.messages import BusActivateWorkerMessage, BusMessage
-
-from bus_contract import BusContract, Recorder, data, system, unique
+from natsbus.testing.contract import BusContract, Recorder, data, system, unique
 
 
 class TestAsyncQueueBus(BusContract):

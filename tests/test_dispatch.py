@@ -13,8 +13,7 @@ import pytest
 from natsbus.bus import Lane, NoOpDispatchObserver, SubscriberDispatcher
 from natsbus.messages import BusCancelMessage, BusMessage, BusTTSSpeakMessage
 from natsbus.tasks import cancel_and_wait
-
-from bus_contract import TIMEOUT, Recorder, data, system, unique
+from natsbus.testing.contract import TIMEOUT, Recorder, data, system, unique
 
 
 @pytest.fixture

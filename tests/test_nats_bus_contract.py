@@ -8,8 +8,7 @@ import pytest
 
 from natsbus.bus import WorkerBus
 from natsbus.bus.nats import NatsBus
-
-from bus_contract import BusContract
+from natsbus.testing.contract import BusContract
 
 
 class TestNatsBus(BusContract):
