@@ -10,7 +10,7 @@ import nats
 import pytest
 
 from natsbus.bus.nats import NatsBus
-from natsbus.bus.nats.bus import MSG_ID_HEADER, REPLY_TO_HEADER
+from natsbus.bus.nats.intake import MSG_ID_HEADER, REPLY_TO_HEADER
 from natsbus.codec import Codec, encode
 from natsbus.errors import MessageTooLargeError
 from natsbus.messages import (

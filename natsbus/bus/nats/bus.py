@@ -29,39 +29,31 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, ClassVar, Final
+from typing import ClassVar, Final
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.errors import Error as NatsError
 from nats.errors import OutboundBufferLimitError
 from nats.js.client import JetStreamContext
-from nats.js.errors import ServiceUnavailableError
 
 from natsbus.bus.base import BusMetricsProvider, BusObserverFactory, BusState, WorkerBus
 from natsbus.bus.dispatch import DEFAULT_TIME_SLICE, DispatchObserver
 from natsbus.bus.nats.connection import open_connection
-from natsbus.bus.nats.consumer_set import ConsumerSet
 from natsbus.bus.nats.consumers import ConsumerStatistics
 from natsbus.bus.nats.fairness import yield_between_reads
 from natsbus.bus.nats.inbound import InboundDecoder
-from natsbus.bus.nats.intake import MSG_ID_HEADER, REPLY_TO_HEADER, JobIntake
-from natsbus.bus.nats.jetstream import ensure_streams
+from natsbus.bus.nats.jobs import JobChannel, mapped
 from natsbus.bus.nats.layout import DEFAULT_PREFIX, SubjectLayout
-from natsbus.bus.nats.ledger import JobLedger
 from natsbus.bus.nats.options import JetStreamOptions, NatsConnectOptions
-from natsbus.bus.nats.outbox import EXPECTED_STREAM_HEADER, JobOutbox, OutboundJobMessage
 from natsbus.bus.subscriber import BusSubscriber
 from natsbus.codec import Codec
 from natsbus.errors import BusClosedError, BusUnavailableError, MessageTooLargeError
 from natsbus.messages import (
     BusJobMessage,
     BusJobRequestMessage,
-    BusJobResponseMessage,
     BusMessage,
     JobRole,
-    JobStatus,
     Lane,
 )
 
@@ -71,19 +63,6 @@ logger = logging.getLogger("natsbus.bus.nats")
 
 _LANES: Final[tuple[Lane, Lane]] = (Lane.SYSTEM, Lane.DATA)
 _SUBJECT_CACHE_SIZE: Final = 10_000
-
-
-async def _mapped(step: str, work: Awaitable[None]) -> None:
-    """Run one step of a start, turning nats-py's errors into natsbus's (cause chained)."""
-    try:
-        await work
-    except ServiceUnavailableError as error:
-        raise BusUnavailableError(
-            f"{step} failed: JetStream is not available on the server (start nats-server with"
-            " -js, or enable JetStream for this account)"
-        ) from error
-    except (NatsError, TimeoutError) as error:
-        raise BusUnavailableError(f"{step} failed: {error or type(error).__name__}") from error
 
 
 class NatsBus(WorkerBus):
@@ -146,28 +125,23 @@ class NatsBus(WorkerBus):
         self._clients: dict[Lane, Client] = {}
         self._jetstream: dict[Lane, JetStreamContext] = {}
         self._core_subscriptions: dict[str, Subscription] = {}
-        self._consumers: ConsumerSet | None = None
-        self._outboxes: dict[Lane, JobOutbox] = {}
-        self._ledger = JobLedger(
-            ack_wait=self._js_options.ack_wait, max_in_flight=self._js_options.max_jobs_in_flight
-        )
         self._interest_lock = asyncio.Lock()
-        self._background: set[asyncio.Task[Any]] = set()
         self.counters: Counter[str] = Counter()
         """Events an operator cares about: ``dead_lettered``, ``duplicates``, ``dropped_*``,
-        ``redelivered``, ``reconnects_system`` and ``reconnects_data``."""
-        self._intake = JobIntake(
-            ledger=self._ledger,
+        ``redelivered``, ``duplicate_job_ids``, ``unrouted_job_replies``, ``reconnects_system``
+        and ``reconnects_data``."""
+        self._jobs = JobChannel(
+            layout=self._layout,
+            options=self._js_options,
+            instance=self._instance,
+            codec=self._codec,
             decoder=self._decoder,
-            max_attempts=self._js_options.max_attempts,
             deliver=self.on_message_received,
-            answer_error=self._answer_error,
+            stamp=self.stamp,
             counters=self.counters,
-            spawn=self._spawn,
         )
         self._sent_before_start: list[BusMessage] = []
         self._last_yield = 0.0
-        self._jobs_paused = False  # kept here too: pause_jobs() may come before start()
         self._kinds: dict[type[BusMessage], tuple[Lane, bool]] = {}
         self._core_subjects: dict[tuple[Lane, str | None], str] = {}
 
@@ -214,37 +188,11 @@ class NatsBus(WorkerBus):
         async with contextlib.AsyncExitStack() as undo:
             await self._connect()
             undo.push_async_callback(self._close_clients)
-            await _mapped("making the job streams", self._ensure_streams())
-            for lane in _LANES:
-                outbox = JobOutbox(
-                    client=self._clients[lane],
-                    stream=self._layout.stream,
-                    size=self._js_options.outbox_size,
-                    retry_interval=self._js_options.publish_retry_interval,
-                    name=f"{lane}-{self._instance}",
-                )
-                undo.push_async_callback(outbox.close, 0)
-                await outbox.start()
-                self._outboxes[lane] = outbox
-            consumers = ConsumerSet(
-                clients=self._clients,
-                jetstream=self._jetstream,
-                layout=self._layout,
-                options=self._js_options,
-                instance=self._instance,
-                intake=self._intake,
-                ledger=self._ledger,
-            )
-            undo.push_async_callback(self._release_consumers, consumers)
-            await _mapped("making the bus's consumers", consumers.start())
-            self._consumers = consumers
-            if self._jobs_paused:
-                await consumers.pause_jobs()
-            self._ledger.start()
-            undo.push_async_callback(self._ledger.stop, release=True)
+            await self._jobs.open(self._clients, self._jetstream)
+            undo.push_async_callback(self._jobs.close)
             await super().start()
             undo.push_async_callback(super().stop)
-            await _mapped("subscribing", self._sync_interest())
+            await mapped("subscribing", self._sync_interest())
             undo.pop_all()  # started: from now on stop() releases it all
         backlog, self._sent_before_start = self._sent_before_start, []
         for message in backlog:
@@ -262,16 +210,7 @@ class NatsBus(WorkerBus):
             await super().stop()
             return
         self._state = BusState.STOPPING
-        consumers = self._consumers
-        if consumers is not None:
-            await consumers.stop()
-        for outbox in self._outboxes.values():
-            await outbox.close()
-        await self._ledger.stop(release=True)
-        if consumers is not None:
-            await consumers.delete_instance_consumers()
-        # Acknowledgements and terminations still on their way.
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._jobs.close()
         for subscription in self._core_subscriptions.values():
             await self._unsubscribe_quietly(subscription)
         self._core_subscriptions.clear()
@@ -281,13 +220,6 @@ class NatsBus(WorkerBus):
     @property
     def _started(self) -> bool:
         return self._state is BusState.STARTED
-
-    async def _ensure_streams(self) -> None:
-        await ensure_streams(self._jetstream[Lane.DATA], self._layout, self._js_options)
-
-    async def _release_consumers(self, consumers: ConsumerSet) -> None:
-        await consumers.stop()
-        await consumers.delete_instance_consumers()
 
     async def _close_clients(self) -> None:
         if self._given_clients is None:
@@ -300,8 +232,7 @@ class NatsBus(WorkerBus):
         Raises:
             TimeoutError: Not everything was stored within ``timeout`` seconds.
         """
-        for outbox in self._outboxes.values():
-            await outbox.flush(timeout)
+        await self._jobs.flush(timeout)
         for client in self._clients.values():
             await client.flush(timeout=math.ceil(timeout or 10))
 
@@ -319,9 +250,7 @@ class NatsBus(WorkerBus):
         # Under the interest lock: a subscriber joining meanwhile must not add a job consumer
         # after the pause, nor change the loops while they are being paused.
         async with self._interest_lock:
-            self._jobs_paused = True
-            if self._consumers is not None:
-                await self._consumers.pause_jobs()
+            await self._jobs.pause()
 
     async def subscribe(self, subscriber: BusSubscriber) -> None:
         """Register a subscriber and listen for the targets it answers to."""
@@ -355,7 +284,7 @@ class NatsBus(WorkerBus):
             for connection, up in self.connections().items()
             if not up
         )
-        missing = self._consumers.missing(self._job_workers()) if self._consumers else set()
+        missing = self._jobs.missing(self._job_workers())
         if missing:
             reasons.append(f"consumers not in place for {sorted(missing)}")
         return reasons
@@ -371,9 +300,9 @@ class NatsBus(WorkerBus):
         Returns:
             One entry per consumer that answered.
         """
-        if not self._started or self._consumers is None:
+        if not self._started:
             return []
-        return await self._consumers.statistics(timeout)
+        return await self._jobs.statistics(timeout)
 
     # --- sending ------------------------------------------------------------------------------
 
@@ -400,7 +329,8 @@ class NatsBus(WorkerBus):
         if len(data) > client.max_payload:
             raise MessageTooLargeError(len(data), client.max_payload)
         if is_job:
-            await self._publish_job(message, data)
+            assert isinstance(message, BusJobMessage)
+            await self._jobs.publish(message, data)
             return
         subject = self._core_subjects.get((lane, message.target))
         if subject is None:
@@ -445,58 +375,6 @@ class NatsBus(WorkerBus):
         self._core_subjects[(lane, target)] = subject
         return subject
 
-    async def _publish_job(self, message: BusMessage, data: bytes) -> None:
-        assert isinstance(message, BusJobMessage)
-        lane, role = message.lane, message.job_role
-        headers = {MSG_ID_HEADER: message.id}
-        if message.trace_context:
-            headers.update(message.trace_context)
-        on_stored = None
-        if role is JobRole.REQUEST or role is JobRole.CONTROL:
-            if message.target is None:
-                raise ValueError(f"{type(message).__name__} needs a target worker")
-            if role is JobRole.REQUEST:
-                subject = self._layout.job_requests(message.target)
-                headers[REPLY_TO_HEADER] = self._instance  # for workers before 0.2
-                headers[EXPECTED_STREAM_HEADER] = self._layout.request_stream
-            else:
-                subject = self._layout.job_control(message.target)
-        else:
-            job_key = (message.source, message.job_id)
-            reply_to = self._ledger.route(job_key)
-            if not reply_to:
-                # Not a job this bus took (or it already answered), or a request that named no
-                # instance to answer (a producer that is not natsbus): the requester can only
-                # be reached by name, on its core subject, without JetStream's guarantees.
-                self.counters["unrouted_job_replies"] += 1
-                target_subject = (
-                    self._layout.broadcast(lane)
-                    if message.target is None
-                    else self._layout.targeted(lane, message.target)
-                )
-                await self._clients[lane].publish(
-                    target_subject, data, headers=message.trace_context
-                )
-                if reply_to is not None and role is JobRole.ANSWER:
-                    self._answered_callback(job_key)()  # answered: acknowledge the request
-                return
-            subject = self._layout.job_replies(reply_to, lane)
-            if role is JobRole.ANSWER:
-                on_stored = self._answered_callback(job_key)
-        await self._outboxes[lane].put(
-            OutboundJobMessage(subject=subject, data=data, headers=headers, on_stored=on_stored)
-        )
-
-    def _answered_callback(self, job_key: tuple[str, str]) -> Callable[[], None]:
-        def answered() -> None:
-            job = self._intake.answered(job_key)
-            if job is not None and self._consumers is not None:
-                self._consumers.room_made(job.worker)
-
-        return answered
-
-    # --- receiving ----------------------------------------------------------------------------
-
     async def _on_core_message(self, msg: Msg) -> None:
         message = self._decoder.decode(msg.data, msg.subject)
         if message is not None:
@@ -507,39 +385,6 @@ class NatsBus(WorkerBus):
         if now - self._last_yield > self._time_slice / 2:
             await asyncio.sleep(0)
             self._last_yield = time.perf_counter()
-
-    def _answer_error(
-        self, request: BusJobRequestMessage, reply_to: str, error: str, msg: Msg
-    ) -> None:
-        """Answer a request ``error`` on its worker's behalf, then terminate its delivery."""
-        response = BusJobResponseMessage(
-            request.job_id,
-            JobStatus.ERROR,
-            {"error": error},
-            source=request.target or "natsbus",
-            target=request.source,
-        )
-        self.stamp(response)
-        data = self._codec.encode(response)
-        if not reply_to:
-            # Nowhere on JetStream to answer (see _publish_job): the requester's core subject.
-            self.counters["unrouted_job_replies"] += 1
-            core = self._layout.targeted(Lane.DATA, request.source)
-            self._spawn(self._clients[Lane.DATA].publish(core, data))
-            self._spawn(msg.term())
-            return
-        outbox = self._outboxes[Lane.DATA]
-        subject = self._layout.job_replies(reply_to, Lane.DATA)
-        self._spawn(
-            outbox.put(
-                OutboundJobMessage(
-                    subject=subject,
-                    data=data,
-                    headers={MSG_ID_HEADER: response.id},
-                    on_stored=lambda: self._spawn(msg.term()),
-                )
-            )
-        )
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -575,8 +420,7 @@ class NatsBus(WorkerBus):
 
     async def _on_reconnected(self) -> None:
         # Pending pull requests died with the old connection: ask again at once.
-        if self._consumers is not None:
-            self._consumers.renew()
+        self._jobs.renew()
 
     async def _on_client_error(self, error: Exception) -> None:
         logger.warning("NATS client error: %s", error)
@@ -603,8 +447,7 @@ class NatsBus(WorkerBus):
                         pending_msgs_limit=-1,
                         pending_bytes_limit=-1,
                     )
-            if self._consumers is not None:
-                await self._consumers.sync(self._job_workers())
+            await self._jobs.sync(self._job_workers())
             for client in self._clients.values():
                 await client.flush()
 
@@ -631,8 +474,3 @@ class NatsBus(WorkerBus):
             await subscription.unsubscribe()
         except Exception:  # the connection is closed: the subscription went with it
             logger.debug("unsubscribe failed", exc_info=True)
-
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)

@@ -1,0 +1,334 @@
+"""The :class:`JobChannel`: everything a NatsBus does with job messages, in one owner.
+
+A NatsBus keeps its connections, core pub/sub and lifecycle, and hands job messages here. The
+channel owns the rest of a job's path on JetStream:
+
+* the streams it is stored in (made at open);
+* the :class:`~natsbus.bus.nats.consumer_set.ConsumerSet` whose pull loops take requests for
+  the hosted workers and the replies and controls addressed to this instance;
+* the :class:`~natsbus.bus.nats.intake.JobIntake` that filters each delivery (redeliveries,
+  duplicates, dead letters) and the :class:`~natsbus.bus.nats.ledger.JobLedger` of the
+  requests taken and not yet answered;
+* the :class:`~natsbus.bus.nats.outbox.JobOutbox` of each lane, which publishes job messages
+  and keeps them until the stream acknowledges them; the answer of a taken request, once
+  stored, acknowledges that request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Final
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.js.client import JetStreamContext
+from nats.js.errors import ServiceUnavailableError
+
+from natsbus.bus.nats.consumer_set import ConsumerSet
+from natsbus.bus.nats.consumers import ConsumerStatistics
+from natsbus.bus.nats.inbound import InboundDecoder
+from natsbus.bus.nats.intake import MSG_ID_HEADER, REPLY_TO_HEADER, JobIntake
+from natsbus.bus.nats.jetstream import ensure_streams
+from natsbus.bus.nats.layout import SubjectLayout
+from natsbus.bus.nats.ledger import JobLedger
+from natsbus.bus.nats.options import JetStreamOptions
+from natsbus.bus.nats.outbox import EXPECTED_STREAM_HEADER, JobOutbox, OutboundJobMessage
+from natsbus.codec import Codec
+from natsbus.errors import BusUnavailableError
+from natsbus.messages import (
+    BusJobMessage,
+    BusJobRequestMessage,
+    BusJobResponseMessage,
+    BusMessage,
+    JobRole,
+    JobStatus,
+    Lane,
+)
+
+__all__ = ["JobChannel", "mapped"]
+
+logger = logging.getLogger("natsbus.bus.nats")
+
+_LANES: Final[tuple[Lane, Lane]] = (Lane.SYSTEM, Lane.DATA)
+
+
+async def mapped(step: str, work: Awaitable[None]) -> None:
+    """Run one step of a start, turning nats-py's errors into natsbus's (cause chained).
+
+    Raises:
+        BusUnavailableError: The step failed (JetStream missing, the server away or silent).
+    """
+    try:
+        await work
+    except ServiceUnavailableError as error:
+        raise BusUnavailableError(
+            f"{step} failed: JetStream is not available on the server (start nats-server with"
+            " -js, or enable JetStream for this account)"
+        ) from error
+    except (NatsError, TimeoutError) as error:
+        raise BusUnavailableError(f"{step} failed: {error or type(error).__name__}") from error
+
+
+class JobChannel:
+    """A NatsBus's job messages on JetStream: streams, consumers, intake, ledger, outboxes.
+
+    Args:
+        layout: The bus's subjects, streams and consumer names.
+        options: Stream, consumer and retry settings.
+        instance: The bus instance id (replies to its requests are addressed to it).
+        codec: Encodes the answers the channel sends on a worker's behalf.
+        decoder: Decodes (or counts and drops) what arrives.
+        deliver: Hands a message to the bus's local subscribers.
+        stamp: Stamps a message the channel sends on a worker's behalf (id, send time).
+        counters: The bus's counters (``duplicates``, ``dead_lettered``, ``redelivered``,
+            ``duplicate_job_ids``, ``unrouted_job_replies``).
+    """
+
+    def __init__(
+        self,
+        *,
+        layout: SubjectLayout,
+        options: JetStreamOptions,
+        instance: str,
+        codec: Codec,
+        decoder: InboundDecoder,
+        deliver: Callable[[BusMessage], None],
+        stamp: Callable[[BusMessage], None],
+        counters: Counter[str],
+    ) -> None:
+        self._layout = layout
+        self._options = options
+        self._instance = instance
+        self._codec = codec
+        self._stamp = stamp
+        self._counters = counters
+        self._ledger = JobLedger(
+            ack_wait=options.ack_wait, max_in_flight=options.max_jobs_in_flight
+        )
+        self._intake = JobIntake(
+            ledger=self._ledger,
+            decoder=decoder,
+            max_attempts=options.max_attempts,
+            deliver=deliver,
+            answer_error=self._answer_error,
+            counters=counters,
+            spawn=self._spawn,
+        )
+        self._clients: Mapping[Lane, Client] = {}
+        self._outboxes: dict[Lane, JobOutbox] = {}
+        self._consumers: ConsumerSet | None = None
+        self._paused = False  # may be asked for before open()
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def open(
+        self, clients: Mapping[Lane, Client], jetstream: Mapping[Lane, JetStreamContext]
+    ) -> None:
+        """Make the streams, start the outboxes, the consumers and the ledger's progress task.
+
+        A step that fails undoes the ones before it.
+
+        Raises:
+            BusUnavailableError: A step failed (see :func:`mapped`).
+        """
+        self._clients = clients
+        async with contextlib.AsyncExitStack() as undo:
+            await mapped(
+                "making the job streams",
+                ensure_streams(jetstream[Lane.DATA], self._layout, self._options),
+            )
+            for lane in _LANES:
+                outbox = JobOutbox(
+                    client=clients[lane],
+                    stream=self._layout.stream,
+                    size=self._options.outbox_size,
+                    retry_interval=self._options.publish_retry_interval,
+                    name=f"{lane}-{self._instance}",
+                )
+                undo.push_async_callback(outbox.close, 0)
+                await outbox.start()
+                self._outboxes[lane] = outbox
+            consumers = ConsumerSet(
+                clients=clients,
+                jetstream=jetstream,
+                layout=self._layout,
+                options=self._options,
+                instance=self._instance,
+                intake=self._intake,
+                ledger=self._ledger,
+            )
+            undo.push_async_callback(self._release, consumers)
+            await mapped("making the bus's consumers", consumers.start())
+            self._consumers = consumers
+            if self._paused:
+                await consumers.pause_jobs()
+            self._ledger.start()
+            undo.pop_all()
+
+    async def close(self) -> None:
+        """Stop taking jobs, store what was sent, release what was taken and not answered.
+
+        Job messages already sent are stored first (for up to 5 seconds), so a job answered
+        just before is acknowledged rather than redelivered; jobs taken but not answered are
+        then released to the server, for another bus to take at once.
+        """
+        consumers, self._consumers = self._consumers, None
+        if consumers is not None:
+            await consumers.stop()
+        for outbox in self._outboxes.values():
+            await outbox.close()
+        await self._ledger.stop(release=True)
+        if consumers is not None:
+            await consumers.delete_instance_consumers()
+        # Acknowledgements and terminations still on their way.
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def _release(self, consumers: ConsumerSet) -> None:
+        await consumers.stop()
+        await consumers.delete_instance_consumers()
+        await self._ledger.stop(release=True)
+
+    # --- taking jobs --------------------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        """Whether new job requests are refused (a drain)."""
+        return self._paused
+
+    async def pause(self) -> None:
+        """Take no new job request; cancels and replies keep flowing."""
+        self._paused = True
+        if self._consumers is not None:
+            await self._consumers.pause_jobs()
+
+    async def sync(self, workers: Iterable[str]) -> None:
+        """Read the controls of, and take job requests for, exactly ``workers``."""
+        if self._consumers is not None:
+            await self._consumers.sync(workers)
+
+    def missing(self, workers: Iterable[str]) -> set[str]:
+        """The workers whose consumers are not in place (for readiness)."""
+        return self._consumers.missing(workers) if self._consumers is not None else set()
+
+    async def statistics(self, timeout: float) -> list[ConsumerStatistics]:
+        """Ask the server how far behind each consumer is (see ``NatsBus.consumer_statistics``)."""
+        if self._consumers is None:
+            return []
+        return await self._consumers.statistics(timeout)
+
+    def renew(self) -> None:
+        """Ask again at once on every pull loop (pending pulls died with a connection)."""
+        if self._consumers is not None:
+            self._consumers.renew()
+
+    # --- sending ------------------------------------------------------------------------------
+
+    async def publish(self, message: BusJobMessage, data: bytes) -> None:
+        """Store a job message on its subject: a request, a control, or a reply to a request.
+
+        The answer of a request taken here acknowledges it once stored.
+
+        Raises:
+            ValueError: A request or control names no target worker.
+        """
+        lane, role = message.lane, message.job_role
+        headers = {MSG_ID_HEADER: message.id}
+        if message.trace_context:
+            headers.update(message.trace_context)
+        on_stored = None
+        if role is JobRole.REQUEST or role is JobRole.CONTROL:
+            if message.target is None:
+                raise ValueError(f"{type(message).__name__} needs a target worker")
+            if role is JobRole.REQUEST:
+                subject = self._layout.job_requests(message.target)
+                headers[REPLY_TO_HEADER] = self._instance  # for workers before 0.2
+                headers[EXPECTED_STREAM_HEADER] = self._layout.request_stream
+            else:
+                subject = self._layout.job_control(message.target)
+        else:
+            job_key = (message.source, message.job_id)
+            reply_to = self._ledger.route(job_key)
+            if not reply_to:
+                # Not a job this bus took (or it already answered), or a request that named no
+                # instance to answer (a producer that is not natsbus): the requester can only
+                # be reached by name, on its core subject, without JetStream's guarantees.
+                self._counters["unrouted_job_replies"] += 1
+                target_subject = (
+                    self._layout.broadcast(lane)
+                    if message.target is None
+                    else self._layout.targeted(lane, message.target)
+                )
+                await self._clients[lane].publish(
+                    target_subject, data, headers=message.trace_context
+                )
+                if reply_to is not None and role is JobRole.ANSWER:
+                    self._answered(job_key)  # answered: acknowledge the request
+                return
+            subject = self._layout.job_replies(reply_to, lane)
+            if role is JobRole.ANSWER:
+                on_stored = self._answered_callback(job_key)
+        await self._outboxes[lane].put(
+            OutboundJobMessage(subject=subject, data=data, headers=headers, on_stored=on_stored)
+        )
+
+    async def flush(self, timeout: float | None) -> None:
+        """Wait until every job message sent so far is stored.
+
+        Raises:
+            TimeoutError: Not everything was stored within ``timeout`` seconds.
+        """
+        for outbox in self._outboxes.values():
+            await outbox.flush(timeout)
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _answered_callback(self, job_key: tuple[str, str]) -> Callable[[], None]:
+        return lambda: self._answered(job_key)
+
+    def _answered(self, job_key: tuple[str, str]) -> None:
+        job = self._intake.answered(job_key)
+        if job is not None and self._consumers is not None:
+            self._consumers.room_made(job.worker)
+
+    def _answer_error(
+        self, request: BusJobRequestMessage, reply_to: str, error: str, msg: Msg
+    ) -> None:
+        """Answer a request ``error`` on its worker's behalf, then terminate its delivery."""
+        response = BusJobResponseMessage(
+            request.job_id,
+            JobStatus.ERROR,
+            {"error": error},
+            source=request.target or "natsbus",
+            target=request.source,
+        )
+        self._stamp(response)
+        data = self._codec.encode(response)
+        if not reply_to:
+            # Nowhere on JetStream to answer (see publish): the requester's core subject.
+            self._counters["unrouted_job_replies"] += 1
+            core = self._layout.targeted(Lane.DATA, request.source)
+            self._spawn(self._clients[Lane.DATA].publish(core, data))
+            self._spawn(msg.term())
+            return
+        subject = self._layout.job_replies(reply_to, Lane.DATA)
+        self._spawn(
+            self._outboxes[Lane.DATA].put(
+                OutboundJobMessage(
+                    subject=subject,
+                    data=data,
+                    headers={MSG_ID_HEADER: response.id},
+                    on_stored=lambda: self._spawn(msg.term()),
+                )
+            )
+        )
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

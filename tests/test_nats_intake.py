@@ -1,0 +1,144 @@
+"""JobIntake and JobLedger on their own: what each JetStream delivery of a job request does.
+
+A fake JetStream message stands in for the server, which adds nothing here: the intake only
+reads a delivery's bytes, headers and metadata and calls ack, term or in_progress on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from natsbus import Codec
+from natsbus.bus.nats.inbound import InboundDecoder
+from natsbus.bus.nats.intake import MSG_ID_HEADER, REPLY_TO_HEADER, JobIntake
+from natsbus.bus.nats.ledger import JobLedger
+from natsbus.messages import BusJobRequestMessage, BusMessage
+
+CODEC = Codec()
+
+
+@dataclass
+class FakeDelivery:
+    """What the intake reads of a JetStream message, and what it calls on it."""
+
+    data: bytes
+    headers: dict[str, str] | None = None
+    delivered: int = 1
+    sequence: int = 1
+    subject: str = "natsbus.c.job.req.w"
+    calls: list[str] = field(default_factory=list)
+
+    @property
+    def metadata(self) -> Any:
+        return SimpleNamespace(
+            num_delivered=self.delivered, sequence=SimpleNamespace(stream=self.sequence)
+        )
+
+    async def ack(self) -> None:
+        self.calls.append("ack")
+
+    async def term(self) -> None:
+        self.calls.append("term")
+
+    async def in_progress(self) -> None:
+        self.calls.append("in_progress")
+
+
+def encoded(job_id: str, *, message_id: str = "", reply_to: str = "inst") -> bytes:
+    request = BusJobRequestMessage(job_id, "echo", {"n": 1}, source="asker", target="w")
+    request.id = message_id
+    request.reply_to = reply_to
+    return CODEC.encode(request)
+
+
+class Scene:
+    def __init__(self, max_attempts: int = 3) -> None:
+        self.delivered: list[BusMessage] = []
+        self.errors: list[tuple[str, str, str]] = []
+        self.counters: Counter[str] = Counter()
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.ledger = JobLedger(ack_wait=30, max_in_flight=10)
+        self.intake = JobIntake(
+            ledger=self.ledger,
+            decoder=InboundDecoder(CODEC),
+            max_attempts=max_attempts,
+            deliver=self.delivered.append,
+            answer_error=lambda req, reply_to, reason, msg: self.errors.append(
+                (req.job_id, reply_to, reason)
+            ),
+            counters=self.counters,
+            spawn=lambda coroutine: self.tasks.append(asyncio.ensure_future(coroutine)),
+        )
+
+    def take(self, delivery: FakeDelivery) -> None:
+        self.intake.on_job_request("w", delivery)  # type: ignore[arg-type]
+
+    async def settle(self) -> None:
+        await asyncio.gather(*self.tasks)
+
+
+async def test_a_request_is_delivered_once_and_acknowledged_when_answered() -> None:
+    scene = Scene()
+    first = FakeDelivery(encoded("j1", message_id="m1"))
+    scene.take(first)
+    assert [m.job_id for m in scene.delivered] == ["j1"]  # type: ignore[attr-defined]
+    assert scene.ledger.route(("w", "j1")) == "inst" and scene.ledger.has_message("m1")
+    # Redelivered while it runs here (ack_wait passed during an outage): kept alive only.
+    again = FakeDelivery(encoded("j1", message_id="m1"), delivered=2)
+    scene.take(again)
+    await scene.settle()
+    assert again.calls == ["in_progress"] and len(scene.delivered) == 1
+    assert scene.intake.answered(("w", "j1")) is not None
+    await scene.settle()
+    assert first.calls == ["ack"] and len(scene.ledger) == 0
+    # Delivered again after it was answered (its ack was lost): acknowledged, not run.
+    late = FakeDelivery(encoded("j1", message_id="m1"), delivered=3)
+    scene.take(late)
+    await scene.settle()
+    assert late.calls == ["ack"] and len(scene.delivered) == 1
+    assert scene.counters["duplicates"] == 1
+
+
+async def test_a_request_past_its_last_attempt_is_answered_error_not_run() -> None:
+    scene = Scene(max_attempts=2)
+    scene.take(FakeDelivery(encoded("j2", message_id="m2"), delivered=3))
+    assert scene.delivered == []
+    assert scene.errors == [("j2", "inst", "job was not completed after 2 deliveries")]
+    assert scene.counters["dead_lettered"] == 1
+
+
+async def test_a_job_id_already_running_for_the_worker_is_refused() -> None:
+    scene = Scene()
+    scene.take(FakeDelivery(encoded("j3", message_id="a")))
+    scene.take(FakeDelivery(encoded("j3", message_id="b"), sequence=2))
+    assert len(scene.delivered) == 1
+    assert scene.errors == [("j3", "inst", "job id 'j3' is already running")]
+    assert scene.counters["duplicate_job_ids"] == 1
+
+
+async def test_garbage_is_terminated_and_counted() -> None:
+    scene = Scene()
+    garbage = FakeDelivery(b"\xff not an envelope")
+    scene.take(garbage)
+    await scene.settle()
+    assert garbage.calls == ["term"] and scene.delivered == []
+
+
+async def test_identity_and_routing_come_from_the_envelope_or_headers_or_the_sequence() -> None:
+    scene = Scene()
+    # No envelope id, no reply_to: the headers natsbus also sets are the fallback...
+    headed = FakeDelivery(
+        encoded("j4", reply_to=""), headers={MSG_ID_HEADER: "h4", REPLY_TO_HEADER: "old-inst"}
+    )
+    scene.take(headed)
+    assert scene.ledger.has_message("h4") and scene.ledger.route(("w", "j4")) == "old-inst"
+    # ...and with neither, the stream sequence tells two requests apart.
+    scene.take(FakeDelivery(encoded("j5", reply_to=""), sequence=7))
+    scene.take(FakeDelivery(encoded("j6", reply_to=""), sequence=8))
+    assert scene.ledger.has_message("seq-7") and scene.ledger.has_message("seq-8")
+    assert scene.ledger.route(("w", "j5")) == ""  # answered on the source's core subject
+    assert [m.job_id for m in scene.delivered] == ["j4", "j5", "j6"]  # type: ignore[attr-defined]
