@@ -13,11 +13,13 @@ from typing import Any
 
 import msgpack
 import nats
+from prometheus_client import CollectorRegistry
 from workers_helpers import running, within
 
 from natsbus import BaseWorker, BusJobRequestMessage, NatsBus, job
 from natsbus._proto.v1 import envelope_pb2, messages_pb2, value_pb2
 from natsbus.messages import Lane
+from natsbus.observability import BusMetrics
 
 
 class Echo(BaseWorker):
@@ -45,9 +47,17 @@ def request(job_id: str, envelope_id: str) -> bytes:
 
 async def test_requests_without_natsbus_headers_are_answered_exactly_once(nats_url: str) -> None:
     channel = f"foreign-{uuid.uuid4().hex[:8]}"
-    bus = NatsBus(servers=nats_url, channel=channel)
+    registry = CollectorRegistry()
+    bus = NatsBus(servers=nats_url, channel=channel, metrics=BusMetrics(registry=registry))
+
+    def anomalies(kind: str) -> float | None:
+        return registry.get_sample_value(
+            "natsbus_job_anomalies_total", {"bus": "nats", "kind": kind}
+        )
+
     echo = Echo()
     async with running(echo, bus=bus):
+        assert anomalies("unrouted_reply") == 0  # present before the first one
         client = await nats.connect(nats_url)
         answers: asyncio.Queue[envelope_pb2.Envelope] = asyncio.Queue()
 
@@ -71,4 +81,6 @@ async def test_requests_without_natsbus_headers_are_answered_exactly_once(nats_u
         assert sorted(echo.runs) == ["f1", "f2", "f3"]
         stats = await bus.consumer_statistics()
         assert all(s.ack_pending == 0 and s.pending == 0 for s in stats if s.worker == "echo")
+        # Answered on the requester's core subject, without JetStream: counted and exported.
+        assert anomalies("unrouted_reply") == 3 and anomalies("duplicate_job_id") == 0
         await client.close()

@@ -56,6 +56,7 @@ JOBS: Final = "natsbus_jobs_total"
 JOB_DURATION: Final = "natsbus_job_duration_seconds"
 REDELIVERIES: Final = "natsbus_job_redeliveries_total"
 DEAD_LETTERED: Final = "natsbus_jobs_dead_lettered_total"
+JOB_ANOMALIES: Final = "natsbus_job_anomalies_total"
 CONNECTION_UP: Final = "natsbus_connection_up"
 RECONNECTS: Final = "natsbus_reconnects_total"
 CONSUMER_PENDING: Final = "natsbus_jetstream_consumer_pending_messages"
@@ -75,6 +76,7 @@ METRIC_NAMES: Final = frozenset(
         JOB_DURATION,
         REDELIVERIES,
         DEAD_LETTERED,
+        JOB_ANOMALIES,
         CONNECTION_UP,
         RECONNECTS,
         CONSUMER_PENDING,
@@ -89,9 +91,39 @@ _ALL: Final = "all"
 # Counter names of NatsBus.counters, and the label values they are exported under.
 _NATS_DROPS: Final = {"dropped_disconnected": "disconnected", "duplicates": "duplicate"}
 _NATS_RECONNECTS: Final = {"reconnects_system": "system", "reconnects_data": "data"}
+_NATS_ANOMALIES: Final = {
+    "duplicate_job_ids": "duplicate_job_id",
+    "unrouted_job_replies": "unrouted_reply",
+    "publish_retries": "publish_retry",
+}
 
 _LATENCY_BOUNDS: Final = [*(repr(b) for b in TIMING_BUCKETS), "+Inf"]
 _JOB_BOUNDS: Final = [*(repr(b) for b in JOB_BUCKETS), "+Inf"]
+
+
+def _labelled(
+    counts: Mapping[tuple[str, str], int], names: Mapping[str, str], kinds: Iterable[str]
+) -> Counter[tuple[str, str]]:
+    """The counts named in ``names``, under their label value, with every pair present."""
+    table: Counter[tuple[str, str]] = Counter(
+        {(kind, label): 0 for kind in kinds for label in names.values()}
+    )
+    for (kind, name), count in counts.items():
+        label = names.get(name)
+        if label is not None:
+            table[(kind, label)] += count
+    return table
+
+
+def _per_bus(
+    counts: Mapping[tuple[str, str], int], name: str, kinds: Iterable[str]
+) -> Counter[tuple[str]]:
+    """One count by bus kind, every kind present."""
+    table: Counter[tuple[str]] = Counter({(kind,): 0 for kind in kinds})
+    for (kind, counted), count in counts.items():
+        if counted == name:
+            table[(kind,)] += count
+    return table
 
 
 def _lane_of(cls: type[BusMessage]) -> str:
@@ -253,6 +285,13 @@ class BusMetrics:
                 "Job requests delivered again after another taker died or released them.",
                 labels=("bus",),
             ),
+            JOB_ANOMALIES: CounterMetricFamily(
+                JOB_ANOMALIES,
+                "Job messages off the normal path: a job id already running (refused), a reply"
+                " with no JetStream route (sent on the requester's core subject), a publish"
+                " repeated for want of an acknowledgement.",
+                labels=("bus", "kind"),
+            ),
             DEAD_LETTERED: CounterMetricFamily(
                 DEAD_LETTERED,
                 "Job requests answered 'error' after too many deliveries.",
@@ -352,29 +391,20 @@ class BusMetrics:
         for (kind, name), count in counts.items():
             if name in _NATS_DROPS:
                 drops[(kind, _NATS_DROPS[name])] += count
-        reconnects: Counter[tuple[str, str]] = Counter()
-        events: dict[str, Counter[tuple[str]]] = {
-            "redelivered": Counter(),
-            "dead_lettered": Counter(),
-        }
-        for kind in {kind for kind, _ in connections}:
-            # Present from the start, so that rate() and increase() see the first event.
-            for connection in _NATS_RECONNECTS.values():
-                reconnects[(kind, connection)] += 0
-            for table in events.values():
-                table[(kind,)] += 0
-        for (kind, name), count in counts.items():
-            if name in _NATS_RECONNECTS:
-                reconnects[(kind, _NATS_RECONNECTS[name])] += count
-            elif name in events:
-                events[name][(kind,)] += count
+        kinds = {kind for kind, _ in connections}
+        # Present from the start (zero), so that rate() and increase() see the first event.
+        reconnects = _labelled(counts, _NATS_RECONNECTS, kinds)
+        anomalies = _labelled(counts, _NATS_ANOMALIES, kinds)
+        redelivered = _per_bus(counts, "redelivered", kinds)
+        dead_lettered = _per_bus(counts, "dead_lettered", kinds)
         self._add_all(families[DROPPED], drops)
         self._add_all(families[DECODE_ERRORS], decode_errors)
         self._add_all(families[QUEUE_DEPTH], depths)
         self._add_all(families[CONNECTION_UP], connections)
         self._add_all(families[RECONNECTS], reconnects)
-        self._add_all(families[REDELIVERIES], events["redelivered"])
-        self._add_all(families[DEAD_LETTERED], events["dead_lettered"])
+        self._add_all(families[REDELIVERIES], redelivered)
+        self._add_all(families[DEAD_LETTERED], dead_lettered)
+        self._add_all(families[JOB_ANOMALIES], anomalies)
         self._fill_consumers(families)
 
     def _read_bus(

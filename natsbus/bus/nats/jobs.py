@@ -86,7 +86,7 @@ class JobChannel:
         deliver: Hands a message to the bus's local subscribers.
         stamp: Stamps a message the channel sends on a worker's behalf (id, send time).
         counters: The bus's counters (``duplicates``, ``dead_lettered``, ``redelivered``,
-            ``duplicate_job_ids``, ``unrouted_job_replies``).
+            ``duplicate_job_ids``, ``unrouted_job_replies``, ``publish_retries``).
     """
 
     def __init__(
@@ -150,6 +150,7 @@ class JobChannel:
                     size=self._options.outbox_size,
                     retry_interval=self._options.publish_retry_interval,
                     name=f"{lane}-{self._instance}",
+                    counters=self._counters,
                 )
                 undo.push_async_callback(outbox.close, 0)
                 await outbox.start()

@@ -17,6 +17,7 @@ import itertools
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -64,6 +65,7 @@ class JobOutbox:
         retry_interval: Seconds between two looks for messages to publish again.
         ack_timeout: Seconds without an acknowledgement after which a message is sent again.
         name: Used in the logs.
+        counters: Where ``publish_retries`` is counted (the bus's counters), if anywhere.
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class JobOutbox:
         retry_interval: float,
         ack_timeout: float = 2.0,
         name: str = "jobs",
+        counters: Counter[str] | None = None,
     ) -> None:
         self._client = client
         self._stream = stream
@@ -92,8 +95,12 @@ class JobOutbox:
         self._subscription: Subscription | None = None
         self._retry_task: asyncio.Task[None] | None = None
         self._closed = False
-        self.retries = 0
+        self._counters = counters if counters is not None else Counter()
+
+    @property
+    def retries(self) -> int:
         """Messages published again because no acknowledgement came in time."""
+        return self._counters["publish_retries"]
 
     def __len__(self) -> int:
         return len(self._unacked)
@@ -215,7 +222,7 @@ class JobOutbox:
             deadline = time.monotonic() - self._ack_timeout
             for token, message in list(self._unacked.items()):
                 if message.last_sent <= deadline and self._client.is_connected:
-                    self.retries += 1
+                    self._counters["publish_retries"] += 1
                     if message.attempts == 1 or message.attempts % 20 == 0:
                         logger.warning(
                             "outbox %s: no acknowledgement for a job message on %s after "
