@@ -118,9 +118,20 @@ class EventHandlers:
             # One handler's bug must not stop the others, nor the lane that fired the event.
             logger.exception("%r: event handler for %r raised", self, event_name)
 
-    async def _wait_event_handlers(self) -> None:
-        """Wait for the handlers still running (except the caller's own task)."""
+    async def _wait_event_handlers(self, timeout: float = 5.0) -> None:
+        """Wait for the handlers still running (not the caller's own task), then cancel them.
+
+        Args:
+            timeout: Seconds they get to finish; one still running then is cancelled (a
+                handler waiting for its object's end would otherwise wait for ever).
+        """
         current = asyncio.current_task()
         tasks = [t for t in getattr(self, "_event_tasks", ()) if t is not current]
-        if tasks:
-            await asyncio.wait(tasks)
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=timeout)
+        for task in late:
+            logger.warning("%r: event handler %s still running; cancelled", self, task.get_name())
+            task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=timeout)

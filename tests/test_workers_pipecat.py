@@ -559,3 +559,17 @@ async def test_worker_ready_and_failed_fire_their_events_for_children() -> None:
         await parent.add_workers(Failing("child"))
         await until(lambda: bool(ready) and bool(failed))
     assert ready == ["child"] and failed == [("child", "child broke")]
+
+
+async def test_an_event_handler_that_never_returns_cannot_hold_the_worker_for_ever() -> None:
+    worker = BaseWorker("w")
+    started = asyncio.Event()
+
+    async def forever(w: BaseWorker, args: Any) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    worker.add_event_handler("on_activated", forever)
+    async with running(worker):
+        await within(started.wait())
+    await within(worker.wait(), 10)  # cleanup waited 5 s for the handler, then cancelled it
