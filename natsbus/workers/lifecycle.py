@@ -87,8 +87,7 @@ class Lifecycle:
         self.ended_event = asyncio.Event()
         self._stopping: asyncio.Task[None] | None = None
         self._hard = False
-        self._children_told = False
-        self._children_cancelled = False
+        self._children_told: set[type] = set()  # which of end / cancel the children were told
 
     @property
     def ended(self) -> bool:
@@ -209,25 +208,23 @@ class Lifecycle:
 
     async def end_children(self, reason: str | None) -> None:
         """Tell each child to end (once), through the bus (in process) so that observers see it."""
-        if self._children_told:
-            return
-        self._children_told = True
-        worker = self._worker
-        for child in worker.children:
-            await worker.send_bus_message(
-                BusEndWorkerLocalMessage(reason, source=worker.name, target=child.name)
-            )
+        await self._tell_children(BusEndWorkerLocalMessage, reason)
 
     async def cancel_children(self, reason: str | None) -> None:
         """Tell each child to cancel (once), through the bus (in process) so observers see it."""
-        if self._children_cancelled:
+        await self._tell_children(BusCancelWorkerLocalMessage, reason)
+
+    async def _tell_children(
+        self,
+        cls: type[BusEndWorkerLocalMessage] | type[BusCancelWorkerLocalMessage],
+        reason: str | None,
+    ) -> None:
+        if cls in self._children_told:
             return
-        self._children_cancelled = True
+        self._children_told.add(cls)
         worker = self._worker
         for child in worker.children:
-            await worker.send_bus_message(
-                BusCancelWorkerLocalMessage(reason, source=worker.name, target=child.name)
-            )
+            await worker.send_bus_message(cls(reason, source=worker.name, target=child.name))
 
     async def wait_children(self) -> None:
         """Wait for the children to end (bounded: a child that hangs is logged and left)."""
