@@ -26,7 +26,9 @@ from natsbus.bus import (
     DispatchObserver,
     Lane,
     LaneStatistics,
+    NetworkStatistics,
     NoOpDispatchObserver,
+    QueueLimits,
     WorkerBus,
 )
 from natsbus.codec import Codec, decode, encode, register_frame_type, register_message_type
@@ -200,9 +202,11 @@ __all__ = [
     "NatsBus",
     "NatsBusError",
     "NatsConnectOptions",
+    "NetworkStatistics",
     "NoOpDispatchObserver",
     "Payload",
     "PipelineRunner",
+    "QueueLimits",
     "RegistrationError",
     "TaskManager",
     "UnknownMessageTypeError",

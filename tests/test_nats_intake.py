@@ -7,7 +7,6 @@ reads a delivery's bytes, headers and metadata and calls ack, term or in_progres
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -16,6 +15,7 @@ from natsbus import Codec
 from natsbus.bus.nats.inbound import InboundDecoder
 from natsbus.bus.nats.intake import MSG_ID_HEADER, REPLY_TO_HEADER, JobIntake
 from natsbus.bus.nats.ledger import JobLedger
+from natsbus.bus.statistics import NetworkCounts
 from natsbus.messages import BusJobRequestMessage, BusMessage
 
 CODEC = Codec()
@@ -59,7 +59,7 @@ class Scene:
     def __init__(self, max_attempts: int = 3) -> None:
         self.delivered: list[BusMessage] = []
         self.errors: list[tuple[str, str, str]] = []
-        self.counters: Counter[str] = Counter()
+        self.counts = NetworkCounts()
         self.tasks: list[asyncio.Task[Any]] = []
         self.ledger = JobLedger(ack_wait=30, max_in_flight=10)
         self.intake = JobIntake(
@@ -70,7 +70,7 @@ class Scene:
             answer_error=lambda req, reply_to, reason, msg: self.errors.append(
                 (req.job_id, reply_to, reason)
             ),
-            counters=self.counters,
+            counts=self.counts,
             spawn=lambda coroutine: self.tasks.append(asyncio.ensure_future(coroutine)),
         )
 
@@ -100,7 +100,7 @@ async def test_a_request_is_delivered_once_and_acknowledged_when_answered() -> N
     scene.take(late)
     await scene.settle()
     assert late.calls == ["ack"] and len(scene.delivered) == 1
-    assert scene.counters["duplicates"] == 1
+    assert scene.counts.duplicates == 1
 
 
 async def test_a_request_past_its_last_attempt_is_answered_error_not_run() -> None:
@@ -108,7 +108,7 @@ async def test_a_request_past_its_last_attempt_is_answered_error_not_run() -> No
     scene.take(FakeDelivery(encoded("j2", message_id="m2"), delivered=3))
     assert scene.delivered == []
     assert scene.errors == [("j2", "inst", "job was not completed after 2 deliveries")]
-    assert scene.counters["dead_lettered"] == 1
+    assert scene.counts.dead_lettered == 1
 
 
 async def test_a_job_id_already_running_for_the_worker_is_refused() -> None:
@@ -117,7 +117,7 @@ async def test_a_job_id_already_running_for_the_worker_is_refused() -> None:
     scene.take(FakeDelivery(encoded("j3", message_id="b"), sequence=2))
     assert len(scene.delivered) == 1
     assert scene.errors == [("j3", "inst", "job id 'j3' is already running")]
-    assert scene.counters["duplicate_job_ids"] == 1
+    assert scene.counts.duplicate_job_ids == 1
 
 
 async def test_garbage_is_terminated_and_counted() -> None:

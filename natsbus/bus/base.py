@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import enum
 import itertools
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
-from dataclasses import dataclass
 from time import time as _now
 from types import TracebackType
 from typing import ClassVar, Protocol, Self, runtime_checkable
@@ -18,11 +15,12 @@ from natsbus._events import EventHandlers
 from natsbus._ids import new_id
 from natsbus.bus.dispatch import (
     DEFAULT_TIME_SLICE,
-    DispatcherStatistics,
     DispatchObserver,
-    LaneQueue,
     SubscriberDispatcher,
 )
+from natsbus.bus.lanes import LaneQueue
+from natsbus.bus.limits import QueueLimits
+from natsbus.bus.statistics import BusState, BusStatistics, ConsumerStatistics
 from natsbus.bus.subscriber import BusSubscriber
 from natsbus.bus.tally import BusTally
 from natsbus.messages import BusLocalMessage, BusMessage, BusSystemMessage
@@ -40,21 +38,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _bus_numbers = itertools.count(1)
-
-
-class BusState(enum.Enum):
-    """Where a bus is in its life: CREATED, STARTED, STOPPING, STOPPED; in process, restartable."""
-
-    CREATED = "created"
-    """Made, not started: sent messages wait in the subscribers' lanes."""
-    STARTED = "started"
-    """Dispatching to subscribers."""
-    STOPPING = "stopping"
-    """A network bus releasing its consumers and connections: messages sent now are dropped."""
-    STOPPED = "stopped"
-    """Stopped: nothing is dispatched, and messages sent now are dropped and counted. An
-    in-process bus can be started again (what was queued when it stopped is then handled);
-    a network bus cannot."""
 
 
 class BusMetricsProvider(Protocol):
@@ -99,21 +82,6 @@ class SendObserver(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class BusStatistics:
-    """A snapshot of a bus and of its subscribers' dispatchers.
-
-    Attributes:
-        state: The bus's lifecycle state.
-        dropped: Messages that reached the bus after it stopped and were discarded.
-        subscribers: Each subscriber's dispatcher statistics, by subscriber name.
-    """
-
-    state: BusState
-    dropped: int
-    subscribers: Mapping[str, DispatcherStatistics]
-
-
 class WorkerBus(EventHandlers, abc.ABC):
     """Abstract base for inter-worker and runner-worker communication.
 
@@ -142,6 +110,8 @@ class WorkerBus(EventHandlers, abc.ABC):
         time_slice: Seconds a dispatch lane may hold the event loop before yielding.
         metrics: Where to count messages, timings and drops for metrics
             (:class:`natsbus.observability.BusMetrics`); None (the default) counts nothing.
+        limits: The bounds of the subscribers' lanes (and of a network bus's subscriptions);
+            :class:`~natsbus.bus.limits.QueueLimits` says what happens at each.
     """
 
     kind: ClassVar[str] = "local"
@@ -159,9 +129,11 @@ class WorkerBus(EventHandlers, abc.ABC):
         observer: DispatchObserver | BusObserverFactory | None = None,
         time_slice: float = DEFAULT_TIME_SLICE,
         metrics: BusMetricsProvider | None = None,
+        limits: QueueLimits | None = None,
     ) -> None:
         if time_slice <= 0:
             raise ValueError(f"time_slice must be positive, got {time_slice!r}")
+        self._limits = limits or QueueLimits()
         self._name = name if name is not None else f"{type(self).__name__}#{next(_bus_numbers)}"
         if isinstance(observer, BusObserverFactory):
             observer = observer.observer_for(self)
@@ -281,7 +253,11 @@ class WorkerBus(EventHandlers, abc.ABC):
             # the same name would leave it deaf without anyone noticing.
             raise ValueError(f"another subscriber named {name!r} is already subscribed")
         dispatcher = SubscriberDispatcher(
-            subscriber, observer=self._observer, time_slice=self._time_slice, tally=self._tally
+            subscriber,
+            observer=self._observer,
+            time_slice=self._time_slice,
+            tally=self._tally,
+            limits=self._limits,
         )
         self._dispatchers[name] = dispatcher
         self._rebuild_lanes()
@@ -415,8 +391,11 @@ class WorkerBus(EventHandlers, abc.ABC):
             return
         lanes = self._system_lanes if isinstance(message, BusSystemMessage) else self._data_lanes
         for lane in lanes:
-            # SubscriberDispatcher.put, inlined: this runs once per message per subscriber.
-            lane.queue.append(message)
+            # LaneQueue.put, inlined: this runs once per message per subscriber.
+            queue = lane.queue
+            if len(queue) >= lane.limit:
+                lane.overflow()
+            queue.append(message)
             if lane.waiter is not None:
                 lane.wake()
 
@@ -462,12 +441,27 @@ class WorkerBus(EventHandlers, abc.ABC):
         """
         return None  # deliberately nothing: see above
 
+    async def consumer_statistics(self, timeout: float = 2.0) -> list[ConsumerStatistics]:
+        """Ask the server how far behind each of the bus's consumers is: none in process.
+
+        Args:
+            timeout: Seconds to wait for each answer.
+        """
+        del timeout  # nothing to ask
+        return []
+
+    @property
+    def limits(self) -> QueueLimits:
+        """The bounds of this bus's queues."""
+        return self._limits
+
     def statistics(self) -> BusStatistics:
-        """Return a snapshot of the bus: state, drops, and every subscriber's lanes."""
+        """Return a snapshot of the bus: state, drops, limits, and every subscriber's lanes."""
         return BusStatistics(
             self._state,
             self._dropped,
             {name: dispatcher.statistics() for name, dispatcher in self._dispatchers.items()},
+            self._limits,
         )
 
     def _rebuild_lanes(self) -> None:

@@ -25,6 +25,8 @@ from time import perf_counter
 from time import time as _wall
 from typing import Final, Protocol
 
+from natsbus.bus.lanes import LaneQueue, LaneStatistics
+from natsbus.bus.limits import QueueLimits
 from natsbus.bus.subscriber import BusSubscriber
 from natsbus.bus.tally import TIMING_BUCKETS, BusTally
 from natsbus.messages import BusMessage, BusSystemMessage, Lane
@@ -127,21 +129,6 @@ class NoOpDispatchObserver:
 
 
 @dataclass(frozen=True, slots=True)
-class LaneStatistics:
-    """A snapshot of one lane.
-
-    Attributes:
-        queued: Messages waiting in the lane (its depth).
-        handled: Handler calls that finished, whether they succeeded or raised.
-        failed: Handler calls that raised (a subset of ``handled``).
-    """
-
-    queued: int
-    handled: int
-    failed: int
-
-
-@dataclass(frozen=True, slots=True)
 class DispatcherStatistics:
     """A snapshot of one subscriber's dispatcher.
 
@@ -160,33 +147,6 @@ class DispatcherStatistics:
     dropped: int
 
 
-class LaneQueue:
-    """One lane: a deque, the waiter its task parks on when empty, and counters.
-
-    To queue a message: append it to ``queue``, then call :meth:`wake` if ``waiter`` is set.
-    """
-
-    __slots__ = ("failed", "handled", "kind", "queue", "waiter")
-
-    def __init__(self, kind: Lane) -> None:
-        self.kind = kind
-        self.queue: deque[BusMessage] = deque()
-        self.waiter: asyncio.Future[None] | None = None
-        self.handled = 0
-        self.failed = 0
-
-    def wake(self) -> None:
-        """Release the task parked on an empty lane (the caller saw ``waiter`` set)."""
-        waiter = self.waiter
-        self.waiter = None
-        if waiter is not None and not waiter.done():  # done: cancelled with its task
-            waiter.set_result(None)
-
-    def statistics(self) -> LaneStatistics:
-        """Return a snapshot of the lane."""
-        return LaneStatistics(len(self.queue), self.handled, self.failed)
-
-
 class SubscriberDispatcher:
     """Delivers one subscriber's messages through a system lane and a data lane.
 
@@ -201,6 +161,7 @@ class SubscriberDispatcher:
         time_slice: Seconds a lane may hold the event loop before yielding to it.
         tally: Where to count dispatch timings, handler errors and drops for metrics; None
             (the default) counts nothing.
+        limits: The bounds of the two lanes (``system_lane``, ``data_lane``).
     """
 
     def __init__(
@@ -210,6 +171,7 @@ class SubscriberDispatcher:
         observer: DispatchObserver | None = None,
         time_slice: float = DEFAULT_TIME_SLICE,
         tally: BusTally | None = None,
+        limits: QueueLimits | None = None,
     ) -> None:
         if time_slice <= 0:
             raise ValueError(f"time_slice must be positive, got {time_slice!r}")
@@ -220,8 +182,10 @@ class SubscriberDispatcher:
         self._observe_all: bool = getattr(observer, "observes_untraced_messages", True)
         self._tally = tally
         self._time_slice = time_slice
-        self._system = LaneQueue(Lane.SYSTEM)
-        self._data = LaneQueue(Lane.DATA)
+        limits = limits or QueueLimits()
+        name = self._name
+        self._system = LaneQueue(Lane.SYSTEM, limits.system_lane, subscriber=name, tally=tally)
+        self._data = LaneQueue(Lane.DATA, limits.data_lane, subscriber=name, tally=tally)
         self._tasks: tuple[asyncio.Task[None], ...] = ()
         self._generation = 0  # bumped by halt(): a lane task of an older one returns
         self._closed = False
@@ -256,10 +220,7 @@ class SubscriberDispatcher:
         if self._closed:
             self._dropped += 1
             return
-        lane = self._system if isinstance(message, BusSystemMessage) else self._data
-        lane.queue.append(message)
-        if lane.waiter is not None:
-            lane.wake()
+        (self._system if isinstance(message, BusSystemMessage) else self._data).put(message)
 
     def start(self) -> None:
         """Start both lane tasks (a no-op if started); needs a running event loop.
@@ -371,6 +332,8 @@ class SubscriberDispatcher:
             if not queue:
                 if self._closed:
                     return
+                if lane.slow:
+                    lane.drained()
                 skip = 0  # the backlog is drained: time the next message again
                 waiter = loop.create_future()
                 lane.waiter = waiter

@@ -12,6 +12,7 @@ from bisect import bisect_left
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, Final
 
+from natsbus.bus.statistics import NetworkCounts
 from natsbus.messages import BusMessage
 
 if TYPE_CHECKING:
@@ -89,6 +90,22 @@ class BusTally:
         """Job run times by (worker, status): counts per :data:`JOB_BUCKETS` bucket, then sum."""
         self.buses: weakref.WeakSet[Any] = weakref.WeakSet()
         """The live buses counting here (for scrape-time gauges: depths, connections)."""
+        self.slow: dict[Lane, int] = {}
+        """Slow-subscriber episodes (a lane over its limit until it drained), by lane."""
+        self.retired_network = NetworkCounts()
+        """What the network buses that are gone counted (live ones report their own)."""
+
+    def follow(self, bus: object, counts: NetworkCounts) -> None:
+        """Add a network bus's counts to :attr:`retired_network` once the bus is gone.
+
+        So that no exported counter goes down when a bus is collected. The bus calls this
+        once, with the counts object it increments.
+        """
+        weakref.finalize(bus, self.retired_network.add, counts)
+
+    def count_slow(self, lane: Lane) -> None:
+        """Count a subscriber's lane going over its limit."""
+        self.slow[lane] = self.slow.get(lane, 0) + 1
 
     def count_drop(self, reason: str, count: int = 1) -> None:
         """Count messages dropped for ``reason``."""

@@ -37,6 +37,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import REGISTRY, CollectorRegistry
 
 from natsbus.bus.base import WorkerBus
+from natsbus.bus.statistics import ConsumerStatistics, NetworkCounts
 from natsbus.bus.tally import JOB_BUCKETS, TIMING_BUCKETS, BusTally
 from natsbus.messages import BusMessage, Lane
 
@@ -56,6 +57,7 @@ JOBS: Final = "natsbus_jobs_total"
 JOB_DURATION: Final = "natsbus_job_duration_seconds"
 REDELIVERIES: Final = "natsbus_job_redeliveries_total"
 DEAD_LETTERED: Final = "natsbus_jobs_dead_lettered_total"
+SLOW_CONSUMERS: Final = "natsbus_slow_consumers_total"
 JOB_ANOMALIES: Final = "natsbus_job_anomalies_total"
 CONNECTION_UP: Final = "natsbus_connection_up"
 RECONNECTS: Final = "natsbus_reconnects_total"
@@ -76,6 +78,7 @@ METRIC_NAMES: Final = frozenset(
         JOB_DURATION,
         REDELIVERIES,
         DEAD_LETTERED,
+        SLOW_CONSUMERS,
         JOB_ANOMALIES,
         CONNECTION_UP,
         RECONNECTS,
@@ -88,42 +91,10 @@ METRIC_NAMES: Final = frozenset(
 _ALL: Final = "all"
 """The value of a worker or subscriber label when ``worker_labels=False``."""
 
-# Counter names of NatsBus.counters, and the label values they are exported under.
-_NATS_DROPS: Final = {"dropped_disconnected": "disconnected", "duplicates": "duplicate"}
-_NATS_RECONNECTS: Final = {"reconnects_system": "system", "reconnects_data": "data"}
-_NATS_ANOMALIES: Final = {
-    "duplicate_job_ids": "duplicate_job_id",
-    "unrouted_job_replies": "unrouted_reply",
-    "publish_retries": "publish_retry",
-}
+_NO_COUNTS: Final = NetworkCounts()
 
 _LATENCY_BOUNDS: Final = [*(repr(b) for b in TIMING_BUCKETS), "+Inf"]
 _JOB_BOUNDS: Final = [*(repr(b) for b in JOB_BUCKETS), "+Inf"]
-
-
-def _labelled(
-    counts: Mapping[tuple[str, str], int], names: Mapping[str, str], kinds: Iterable[str]
-) -> Counter[tuple[str, str]]:
-    """The counts named in ``names``, under their label value, with every pair present."""
-    table: Counter[tuple[str, str]] = Counter(
-        {(kind, label): 0 for kind in kinds for label in names.values()}
-    )
-    for (kind, name), count in counts.items():
-        label = names.get(name)
-        if label is not None:
-            table[(kind, label)] += count
-    return table
-
-
-def _per_bus(
-    counts: Mapping[tuple[str, str], int], name: str, kinds: Iterable[str]
-) -> Counter[tuple[str]]:
-    """One count by bus kind, every kind present."""
-    table: Counter[tuple[str]] = Counter({(kind,): 0 for kind in kinds})
-    for (kind, counted), count in counts.items():
-        if counted == name:
-            table[(kind,)] += count
-    return table
 
 
 def _lane_of(cls: type[BusMessage]) -> str:
@@ -171,10 +142,7 @@ class BusMetrics:
         self._worker_labels = worker_labels
         self._consumer_timeout = consumer_timeout
         self._tallies: dict[str, BusTally] = {}
-        # NatsBus counters of buses that are gone, so that their counts never go down.
-        self._retired: Counter[tuple[str, str, str]] = Counter()
-        self._watched: weakref.WeakSet[WorkerBus] = weakref.WeakSet()
-        self._consumers: weakref.WeakKeyDictionary[WorkerBus, list[Any]] = (
+        self._consumers: weakref.WeakKeyDictionary[WorkerBus, list[ConsumerStatistics]] = (
             weakref.WeakKeyDictionary()
         )
         self._registry = registry
@@ -200,11 +168,8 @@ class BusMetrics:
     async def refresh(self) -> None:
         """Ask the server for the pending counts of every live NatsBus's consumers."""
         for bus in self._buses():
-            statistics = getattr(bus, "consumer_statistics", None)
-            if statistics is None:
-                continue
             try:
-                self._consumers[bus] = await statistics(timeout=self._consumer_timeout)
+                self._consumers[bus] = await bus.consumer_statistics(self._consumer_timeout)
             except Exception:  # away: keep what we had
                 logger.debug("consumer statistics of %r failed", bus, exc_info=True)
 
@@ -266,6 +231,11 @@ class BusMetrics:
                 DECODE_ERRORS,
                 "Inbound messages that did not decode (each also dropped).",
                 labels=("bus", "reason"),
+            ),
+            SLOW_CONSUMERS: CounterMetricFamily(
+                SLOW_CONSUMERS,
+                "Times a subscriber's lane went over its limit (counted once until it drained).",
+                labels=("bus", "lane"),
             ),
             QUEUE_DEPTH: GaugeMetricFamily(
                 QUEUE_DEPTH,
@@ -374,31 +344,55 @@ class BusMetrics:
 
     def _fill_buses(self, families: Mapping[str, Any]) -> None:
         drops: Counter[tuple[str, str]] = Counter()
+        slow: Counter[tuple[str, str]] = Counter()
+        # What network buses count themselves: those that are gone (retired in their tally),
+        # then the live ones. Each kind is present from the start, so rate() sees the first
+        # event.
+        network: dict[str, NetworkCounts] = {}
         for kind, tally in list(self._tallies.items()):
             for reason, count in list(tally.dropped.items()):
                 drops[(kind, reason)] += count
-        # What NatsBus counts itself (bus.counters, bus.dropped), live buses and gone ones.
-        counts: Counter[tuple[str, str]] = Counter()
-        decode_errors: Counter[tuple[str, str]] = Counter()
-        for (kind, source, name), count in self._retired.items():
-            (decode_errors if source == "dropped" else counts)[(kind, name)] += count
+            for lane in Lane:
+                slow[(kind, lane.value)] += tally.slow.get(lane, 0)
+            if tally.retired_network != _NO_COUNTS:
+                network.setdefault(kind, NetworkCounts()).add(tally.retired_network)
         depths: Counter[tuple[str, str, str]] = Counter()
         connections: dict[tuple[str, str], float] = {}
         for bus in self._buses():
-            self._watch(bus)
-            self._read_bus(bus, depths, connections, counts, decode_errors)
-        drops.update(decode_errors)
-        for (kind, name), count in counts.items():
-            if name in _NATS_DROPS:
-                drops[(kind, _NATS_DROPS[name])] += count
-        kinds = {kind for kind, _ in connections}
-        # Present from the start (zero), so that rate() and increase() see the first event.
-        reconnects = _labelled(counts, _NATS_RECONNECTS, kinds)
-        anomalies = _labelled(counts, _NATS_ANOMALIES, kinds)
-        redelivered = _per_bus(counts, "redelivered", kinds)
-        dead_lettered = _per_bus(counts, "dead_lettered", kinds)
+            statistics = bus.statistics()
+            kind = bus.kind
+            for name, dispatcher in statistics.subscribers.items():
+                subscriber = self._worker(name)
+                depths[(kind, subscriber, Lane.SYSTEM.value)] += dispatcher.system.queued
+                depths[(kind, subscriber, Lane.DATA.value)] += dispatcher.data.queued
+            if statistics.network is None:
+                continue
+            network.setdefault(kind, NetworkCounts()).add(statistics.network.counts)
+            for connection, up in statistics.network.connections.items():
+                key = (kind, connection)
+                connections[key] = min(connections.get(key, 1.0), 1.0 if up else 0.0)
+        decode_errors: Counter[tuple[str, str]] = Counter()
+        reconnects: Counter[tuple[str, str]] = Counter()
+        anomalies: Counter[tuple[str, str]] = Counter()
+        redelivered: Counter[tuple[str]] = Counter()
+        dead_lettered: Counter[tuple[str]] = Counter()
+        for kind, counts in network.items():
+            for reason, count in counts.decode_errors.items():
+                decode_errors[(kind, reason)] += count
+                drops[(kind, reason)] += count
+            drops[(kind, "disconnected")] += counts.dropped_disconnected
+            drops[(kind, "duplicate")] += counts.duplicates
+            drops[(kind, "slow_consumer")] += counts.slow_consumer_drops
+            for lane in Lane:
+                reconnects[(kind, lane.value)] += counts.reconnects[lane]
+            anomalies[(kind, "duplicate_job_id")] += counts.duplicate_job_ids
+            anomalies[(kind, "unrouted_reply")] += counts.unrouted_replies
+            anomalies[(kind, "publish_retry")] += counts.publish_retries
+            redelivered[(kind,)] += counts.redelivered
+            dead_lettered[(kind,)] += counts.dead_lettered
         self._add_all(families[DROPPED], drops)
         self._add_all(families[DECODE_ERRORS], decode_errors)
+        self._add_all(families[SLOW_CONSUMERS], slow)
         self._add_all(families[QUEUE_DEPTH], depths)
         self._add_all(families[CONNECTION_UP], connections)
         self._add_all(families[RECONNECTS], reconnects)
@@ -406,30 +400,6 @@ class BusMetrics:
         self._add_all(families[DEAD_LETTERED], dead_lettered)
         self._add_all(families[JOB_ANOMALIES], anomalies)
         self._fill_consumers(families)
-
-    def _read_bus(
-        self,
-        bus: WorkerBus,
-        depths: Counter[tuple[str, str, str]],
-        connections: dict[tuple[str, str], float],
-        counts: Counter[tuple[str, str]],
-        decode_errors: Counter[tuple[str, str]],
-    ) -> None:
-        kind = bus.kind
-        for name, statistics in bus.statistics().subscribers.items():
-            subscriber = self._worker(name)
-            depths[(kind, subscriber, Lane.SYSTEM.value)] += statistics.system.queued
-            depths[(kind, subscriber, Lane.DATA.value)] += statistics.data.queued
-        own_counts: Mapping[str, int] = getattr(bus, "counters", None) or {}
-        for name, count in list(own_counts.items()):
-            counts[(kind, name)] += count
-        own_drops: Mapping[str, int] = getattr(bus, "dropped", None) or {}
-        for reason, count in list(own_drops.items()):
-            decode_errors[(kind, reason)] += count
-        state = getattr(bus, "connections", None)
-        for connection, up in (state() if state is not None else {}).items():
-            key = (kind, connection)
-            connections[key] = min(connections.get(key, 1.0), 1.0 if up else 0.0)
 
     def _fill_consumers(self, families: Mapping[str, Any]) -> None:
         # The job-request consumer is shared by every bus hosting the worker: the buses of one
@@ -449,22 +419,3 @@ class BusMetrics:
     def _add_all(family: Any, values: Mapping[Any, float]) -> None:
         for labels, value in sorted(values.items()):
             family.add_metric(labels, value)
-
-    def _watch(self, bus: WorkerBus) -> None:
-        """Keep a NatsBus's own counts once it is gone, so that no counter goes down."""
-        if bus in self._watched:
-            return
-        counters: Counter[str] | None = getattr(bus, "counters", None)
-        dropped: Counter[str] | None = getattr(bus, "dropped", None)
-        if counters is None and dropped is None:
-            return
-        self._watched.add(bus)
-        weakref.finalize(bus, self._retire, bus.kind, counters, dropped)
-
-    def _retire(
-        self, kind: str, counters: Counter[str] | None, dropped: Counter[str] | None
-    ) -> None:
-        for name, count in (counters or {}).items():
-            self._retired[(kind, "counters", name)] += count
-        for reason, count in (dropped or {}).items():
-            self._retired[(kind, "dropped", reason)] += count

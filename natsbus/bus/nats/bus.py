@@ -27,18 +27,18 @@ import logging
 import math
 import secrets
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import ClassVar, Final
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.errors import OutboundBufferLimitError
+from nats.errors import OutboundBufferLimitError, SlowConsumerError
 from nats.js.client import JetStreamContext
 
 from natsbus.bus.base import BusMetricsProvider, BusObserverFactory, BusState, WorkerBus
 from natsbus.bus.dispatch import DEFAULT_TIME_SLICE, DispatchObserver
+from natsbus.bus.limits import QueueLimits
 from natsbus.bus.nats.connection import open_connection
 from natsbus.bus.nats.consumers import ConsumerStatistics
 from natsbus.bus.nats.fairness import yield_between_reads
@@ -46,6 +46,7 @@ from natsbus.bus.nats.inbound import InboundDecoder
 from natsbus.bus.nats.jobs import JobChannel, mapped
 from natsbus.bus.nats.layout import DEFAULT_PREFIX, SubjectLayout
 from natsbus.bus.nats.options import JetStreamOptions, NatsConnectOptions
+from natsbus.bus.statistics import BusStatistics, NetworkCounts, NetworkStatistics
 from natsbus.bus.subscriber import BusSubscriber
 from natsbus.codec import Codec
 from natsbus.errors import BusClosedError, BusUnavailableError, MessageTooLargeError
@@ -85,6 +86,7 @@ class NatsBus(WorkerBus):
             loop before yielding to it.
         metrics: Where to count messages and timings for metrics
             (:class:`natsbus.observability.BusMetrics`); None (the default) counts nothing.
+        limits: The bounds of the subscribers' lanes and of the NATS subscriptions.
     """
 
     kind: ClassVar[str] = "nats"
@@ -103,8 +105,11 @@ class NatsBus(WorkerBus):
         observer: DispatchObserver | BusObserverFactory | None = None,
         time_slice: float = DEFAULT_TIME_SLICE,
         metrics: BusMetricsProvider | None = None,
+        limits: QueueLimits | None = None,
     ) -> None:
-        super().__init__(name=name, observer=observer, time_slice=time_slice, metrics=metrics)
+        super().__init__(
+            name=name, observer=observer, time_slice=time_slice, metrics=metrics, limits=limits
+        )
         options = connect_options or NatsConnectOptions()
         if servers is not None:
             options = NatsConnectOptions(
@@ -119,17 +124,16 @@ class NatsBus(WorkerBus):
         self._js_options = jetstream_options or JetStreamOptions()
         self._layout = SubjectLayout(channel, prefix, self._js_options.stream)
         self._codec = codec or Codec()
-        self._decoder = InboundDecoder(self._codec)
+        self._counts = NetworkCounts()
+        if self._tally is not None:
+            self._tally.follow(self, self._counts)
+        self._decoder = InboundDecoder(self._codec, dropped=self._counts.decode_errors)
         self._instance = secrets.token_hex(8)
         self._given_clients = clients
         self._clients: dict[Lane, Client] = {}
         self._jetstream: dict[Lane, JetStreamContext] = {}
         self._core_subscriptions: dict[str, Subscription] = {}
         self._interest_lock = asyncio.Lock()
-        self.counters: Counter[str] = Counter()
-        """Events an operator cares about: ``dead_lettered``, ``duplicates``, ``dropped_*``,
-        ``redelivered``, ``duplicate_job_ids``, ``unrouted_job_replies``, ``reconnects_system``
-        and ``reconnects_data``."""
         self._jobs = JobChannel(
             layout=self._layout,
             options=self._js_options,
@@ -138,7 +142,7 @@ class NatsBus(WorkerBus):
             decoder=self._decoder,
             deliver=self.on_message_received,
             stamp=self.stamp,
-            counters=self.counters,
+            counts=self._counts,
         )
         self._sent_before_start: list[BusMessage] = []
         self._last_yield = 0.0
@@ -162,10 +166,16 @@ class NatsBus(WorkerBus):
         """The subjects, stream and consumer names this bus uses."""
         return self._layout
 
-    @property
-    def dropped(self) -> Counter[str]:
-        """Inbound messages dropped because they did not decode, by reason."""
-        return self._decoder.dropped
+    def statistics(self) -> BusStatistics:
+        """Return a snapshot of the bus, with its connections and everything it counted."""
+        local = super().statistics()
+        return BusStatistics(
+            local.state,
+            local.dropped,
+            local.subscribers,
+            local.limits,
+            NetworkStatistics(self.connections(), self._counts.copy()),
+        )
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -339,7 +349,7 @@ class NatsBus(WorkerBus):
             # W3C trace context rides in NATS headers too, for tools that read only those.
             await client.publish(subject, data, headers=message.trace_context)
         except OutboundBufferLimitError as error:
-            self.counters["dropped_disconnected"] += 1
+            self._counts.dropped_disconnected += 1
             raise BusUnavailableError(
                 "NATS server unreachable and the reconnect buffer is full"
             ) from error
@@ -413,7 +423,7 @@ class NatsBus(WorkerBus):
 
     def _reconnected_callback(self, lane: Lane) -> Callable[[], Awaitable[None]]:
         async def reconnected() -> None:
-            self.counters[f"reconnects_{lane.value}"] += 1
+            self._counts.reconnects[lane] += 1
             await self._on_reconnected()
 
         return reconnected
@@ -423,6 +433,21 @@ class NatsBus(WorkerBus):
         self._jobs.renew()
 
     async def _on_client_error(self, error: Exception) -> None:
+        if isinstance(error, SlowConsumerError):
+            # The client dropped a message: a subscription's pending limit was hit. Counted
+            # every time, logged the first time (and every time at DEBUG).
+            self._counts.slow_consumer_drops += 1
+            if self._counts.slow_consumer_drops == 1 or logger.isEnabledFor(logging.DEBUG):
+                logger.warning(
+                    "%r is a slow consumer: the client dropped a message on %s (its"
+                    " subscription holds %d messages or %d bytes); counted as"
+                    " slow_consumer_drops",
+                    self,
+                    error.subject,
+                    self._limits.subscription_messages,
+                    self._limits.subscription_bytes,
+                )
+            return
         logger.warning("NATS client error: %s", error)
 
     async def _sync_interest(self) -> None:
@@ -444,8 +469,8 @@ class NatsBus(WorkerBus):
                     self._core_subscriptions[subject] = await self._clients[lane].subscribe(
                         subject,
                         cb=self._on_core_message,
-                        pending_msgs_limit=-1,
-                        pending_bytes_limit=-1,
+                        pending_msgs_limit=self._limits.subscription_messages,
+                        pending_bytes_limit=self._limits.subscription_bytes,
                     )
             await self._jobs.sync(self._job_workers())
             for client in self._clients.values():

@@ -4,38 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from nats.js.client import JetStreamContext
 
+from natsbus.bus.statistics import ConsumerStatistics
 from natsbus.messages import Lane
 
 __all__ = ["ConsumerStatistics", "query_consumers"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumerStatistics:
-    """The server's view of one JetStream consumer a bus reads from.
-
-    Attributes:
-        role: ``job_requests`` (one worker's, shared by every bus hosting it) or ``instance``
-            (this bus instance's own: its replies, and on the system lane the controls of
-            the workers it hosts).
-        worker: The hosted worker it serves; empty for ``instance``.
-        lane: ``system`` or ``data``.
-        name: The consumer's name.
-        pending: Messages stored and not yet delivered to any bus.
-        ack_pending: Messages delivered and not yet acknowledged.
-    """
-
-    role: str
-    worker: str
-    lane: str
-    name: str
-    pending: int
-    ack_pending: int
 
 
 async def query_consumers(

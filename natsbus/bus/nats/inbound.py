@@ -39,13 +39,17 @@ class InboundDecoder:
     Args:
         codec: The codec (and its size limit) to decode with.
         log_interval: Seconds between two log lines for the same drop reason.
+        dropped: Where to count drops by reason (a bus's ``NetworkCounts.decode_errors``);
+            a counter of its own if not given.
     """
 
-    def __init__(self, codec: Codec, *, log_interval: float = 10.0) -> None:
+    def __init__(
+        self, codec: Codec, *, log_interval: float = 10.0, dropped: Counter[str] | None = None
+    ) -> None:
         self._codec = codec
         self._log_interval = log_interval
         self._last_logged: dict[str, float] = {}
-        self.dropped: Counter[str] = Counter()
+        self.dropped: Counter[str] = dropped if dropped is not None else Counter()
         """Messages dropped so far, by reason (``malformed``, ``unknown_type``, ``too_large``)."""
 
     def decode(self, data: bytes, subject: str) -> BusMessage | None:

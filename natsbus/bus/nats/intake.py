@@ -11,7 +11,6 @@ redelivered forever.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
@@ -19,6 +18,7 @@ from nats.aio.msg import Msg
 
 from natsbus.bus.nats.inbound import InboundDecoder, RecentIds
 from natsbus.bus.nats.ledger import JobLedger, TakenJob
+from natsbus.bus.statistics import NetworkCounts
 from natsbus.messages import BusJobRequestMessage, BusMessage
 
 __all__ = ["MSG_ID_HEADER", "REPLY_TO_HEADER", "JobIntake"]
@@ -42,7 +42,7 @@ class JobIntake:
         deliver: Hands a message to the local subscribers.
         answer_error: Answers a request with status ``error`` and a reason, then terminates
             its delivery: ``(request, reply_to, reason, delivery)``.
-        counters: Where ``duplicates``, ``dead_lettered``, ``duplicate_job_ids`` and
+        counts: Where ``duplicates``, ``dead_lettered``, ``duplicate_job_ids`` and
             ``redelivered`` (requests delivered more than once) are counted.
         spawn: Runs a coroutine in the background (acknowledgements).
     """
@@ -55,7 +55,7 @@ class JobIntake:
         max_attempts: int,
         deliver: Callable[[BusMessage], None],
         answer_error: AnswerError,
-        counters: Counter[str],
+        counts: NetworkCounts,
         spawn: Spawn,
     ) -> None:
         self._ledger = ledger
@@ -63,7 +63,7 @@ class JobIntake:
         self._max_attempts = max_attempts
         self._deliver = deliver
         self._answer_error = answer_error
-        self._counters = counters
+        self._counts = counts
         self._spawn = spawn
         self._seen = RecentIds()
 
@@ -88,13 +88,13 @@ class JobIntake:
             self._spawn(msg.in_progress())
             return
         if message_id in self._seen:
-            self._counters["duplicates"] += 1
+            self._counts.duplicates += 1
             self._spawn(_ack(msg))
             return
         reply_to = message.reply_to or headers.get(REPLY_TO_HEADER, "")
         delivered = msg.metadata.num_delivered
         if delivered > 1:
-            self._counters["redelivered"] += 1
+            self._counts.redelivered += 1
         if delivered > self._max_attempts:
             logger.error(
                 "job %s for %s was not answered after %d deliveries; answering 'error'",
@@ -102,12 +102,12 @@ class JobIntake:
                 worker,
                 delivered - 1,
             )
-            self._counters["dead_lettered"] += 1
+            self._counts.dead_lettered += 1
             reason = f"job was not completed after {delivered - 1} deliveries"
             self._answer_error(message, reply_to, reason, msg)
             return
         if (worker, message.job_id) in self._ledger:
-            self._counters["duplicate_job_ids"] += 1
+            self._counts.duplicate_job_ids += 1
             reason = f"job id {message.job_id!r} is already running"
             self._answer_error(message, reply_to, reason, msg)
             return
@@ -126,7 +126,7 @@ class JobIntake:
         """A job control or reply addressed to this bus instance or its workers."""
         message_id = (msg.headers or {}).get(MSG_ID_HEADER, "")
         if message_id in self._seen:
-            self._counters["duplicates"] += 1
+            self._counts.duplicates += 1
             self._spawn(_ack(msg))
             return
         message = self._decoder.decode(msg.data, msg.subject)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final
 
@@ -38,6 +37,7 @@ from natsbus.bus.nats.layout import SubjectLayout
 from natsbus.bus.nats.ledger import JobLedger
 from natsbus.bus.nats.options import JetStreamOptions
 from natsbus.bus.nats.outbox import EXPECTED_STREAM_HEADER, JobOutbox, OutboundJobMessage
+from natsbus.bus.statistics import NetworkCounts
 from natsbus.codec import Codec
 from natsbus.errors import BusUnavailableError
 from natsbus.messages import (
@@ -85,8 +85,7 @@ class JobChannel:
         decoder: Decodes (or counts and drops) what arrives.
         deliver: Hands a message to the bus's local subscribers.
         stamp: Stamps a message the channel sends on a worker's behalf (id, send time).
-        counters: The bus's counters (``duplicates``, ``dead_lettered``, ``redelivered``,
-            ``duplicate_job_ids``, ``unrouted_job_replies``, ``publish_retries``).
+        counts: Where the bus counts what happens to its jobs (redeliveries, duplicates...).
     """
 
     def __init__(
@@ -99,14 +98,14 @@ class JobChannel:
         decoder: InboundDecoder,
         deliver: Callable[[BusMessage], None],
         stamp: Callable[[BusMessage], None],
-        counters: Counter[str],
+        counts: NetworkCounts,
     ) -> None:
         self._layout = layout
         self._options = options
         self._instance = instance
         self._codec = codec
         self._stamp = stamp
-        self._counters = counters
+        self._counts = counts
         self._ledger = JobLedger(
             ack_wait=options.ack_wait, max_in_flight=options.max_jobs_in_flight
         )
@@ -116,7 +115,7 @@ class JobChannel:
             max_attempts=options.max_attempts,
             deliver=deliver,
             answer_error=self._answer_error,
-            counters=counters,
+            counts=counts,
             spawn=self._spawn,
         )
         self._clients: Mapping[Lane, Client] = {}
@@ -150,7 +149,7 @@ class JobChannel:
                     size=self._options.outbox_size,
                     retry_interval=self._options.publish_retry_interval,
                     name=f"{lane}-{self._instance}",
-                    counters=self._counters,
+                    counts=self._counts,
                 )
                 undo.push_async_callback(outbox.close, 0)
                 await outbox.start()
@@ -259,7 +258,7 @@ class JobChannel:
                 # Not a job this bus took (or it already answered), or a request that named no
                 # instance to answer (a producer that is not natsbus): the requester can only
                 # be reached by name, on its core subject, without JetStream's guarantees.
-                self._counters["unrouted_job_replies"] += 1
+                self._counts.unrouted_replies += 1
                 target_subject = (
                     self._layout.broadcast(lane)
                     if message.target is None
@@ -312,7 +311,7 @@ class JobChannel:
         data = self._codec.encode(response)
         if not reply_to:
             # Nowhere on JetStream to answer (see publish): the requester's core subject.
-            self._counters["unrouted_job_replies"] += 1
+            self._counts.unrouted_replies += 1
             core = self._layout.targeted(Lane.DATA, request.source)
             self._spawn(self._clients[Lane.DATA].publish(core, data))
             self._spawn(msg.term())

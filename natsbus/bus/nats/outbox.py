@@ -17,7 +17,6 @@ import itertools
 import json
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -26,6 +25,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from natsbus.bus.statistics import NetworkCounts
 from natsbus.errors import BusClosedError
 
 __all__ = ["EXPECTED_STREAM_HEADER", "JobOutbox", "OutboundJobMessage"]
@@ -65,7 +65,7 @@ class JobOutbox:
         retry_interval: Seconds between two looks for messages to publish again.
         ack_timeout: Seconds without an acknowledgement after which a message is sent again.
         name: Used in the logs.
-        counters: Where ``publish_retries`` is counted (the bus's counters), if anywhere.
+        counts: Where ``publish_retries`` is counted (the bus's counts), if anywhere.
     """
 
     def __init__(
@@ -77,7 +77,7 @@ class JobOutbox:
         retry_interval: float,
         ack_timeout: float = 2.0,
         name: str = "jobs",
-        counters: Counter[str] | None = None,
+        counts: NetworkCounts | None = None,
     ) -> None:
         self._client = client
         self._stream = stream
@@ -95,18 +95,19 @@ class JobOutbox:
         self._subscription: Subscription | None = None
         self._retry_task: asyncio.Task[None] | None = None
         self._closed = False
-        self._counters = counters if counters is not None else Counter()
+        self._counts = counts if counts is not None else NetworkCounts()
 
     @property
     def retries(self) -> int:
         """Messages published again because no acknowledgement came in time."""
-        return self._counters["publish_retries"]
+        return self._counts.publish_retries
 
     def __len__(self) -> int:
         return len(self._unacked)
 
     async def start(self) -> None:
         """Listen for acknowledgements and start the retry task."""
+        # No client-side limit: at most ``size`` acknowledgements are ever owed.
         self._subscription = await self._client.subscribe(
             f"{self._inbox}.*", cb=self._on_ack, pending_msgs_limit=-1, pending_bytes_limit=-1
         )
@@ -222,7 +223,7 @@ class JobOutbox:
             deadline = time.monotonic() - self._ack_timeout
             for token, message in list(self._unacked.items()):
                 if message.last_sent <= deadline and self._client.is_connected:
-                    self._counters["publish_retries"] += 1
+                    self._counts.publish_retries += 1
                     if message.attempts == 1 or message.attempts % 20 == 0:
                         logger.warning(
                             "outbox %s: no acknowledgement for a job message on %s after "

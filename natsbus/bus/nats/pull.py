@@ -82,6 +82,8 @@ class PullLoop:
 
     async def start(self) -> None:
         """Subscribe to the inbox and start asking for messages."""
+        # No client-side limit: the server sends no more than the batches this loop asked for,
+        # and a message dropped here would sit unacknowledged until ack_wait.
         self._subscription = await self._client.subscribe(
             self._inbox, cb=self._receive, pending_msgs_limit=-1, pending_bytes_limit=-1
         )
