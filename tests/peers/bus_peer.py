@@ -34,9 +34,7 @@ from natsbus import (
 )
 from natsbus.bus.nats.options import JetStreamOptions
 
-
-def say(line: str) -> None:
-    print(line, flush=True)
+from .common import say
 
 
 def job_replies(request: BusJobRequestMessage, me: str) -> list[BusMessage]:

@@ -1,1 +1,0 @@
-"""Helpers and child-process programs of the frame, pipeline and bridge tests."""

@@ -1,1 +1,0 @@
-"""Child-process programs for the observability tests."""
