@@ -5,7 +5,9 @@ its C codec keeps every type a payload may hold apart (int stays int, bool stays
 stay bytes) at a fraction of the cost of building protobuf messages value by value.
 
 A value is accepted when it is an instance of a lossless type: ``None``, ``bool``, ``int``
-(within int64), ``float``, ``str``, ``bytes``, ``list`` or ``dict`` with ``str`` keys.
+(within int64), ``float``, ``str``, ``bytes``, ``list`` or ``dict`` with ``str`` keys, or a
+``msgpack.Timestamp`` (the one extension MessagePack decodes itself). The decoder holds bytes
+from any producer to the same rules, nesting included.
 Subclasses (an ``IntEnum``, a ``StrEnum``, an ``OrderedDict``) are accepted and come back as
 their base type, which compares equal; anything else (a tuple, a set, an object) raises
 :class:`~natsbus.errors.UnsupportedValueError` rather than being converted quietly.
@@ -19,16 +21,20 @@ from typing import Any, Final
 import msgpack
 
 from natsbus._proto.v1.value_pb2 import Values as PB2Values
-from natsbus.errors import MalformedMessageError, UnsupportedValueError
+from natsbus.errors import MalformedMessageError, PayloadTooDeepError, UnsupportedValueError
 
 __all__ = ["MAX_DEPTH", "decode_payload", "encode_payload"]
 
 MAX_DEPTH: Final = 100
-"""Deepest container nesting accepted (the root map is depth 1), as protobuf's own limit."""
+"""Deepest container nesting accepted (the root map is depth 1), as protobuf's own limit.
+
+Both directions: the encoder refuses a deeper payload and so does the decoder (MessagePack
+alone would decode up to 1,024 levels), with :class:`~natsbus.errors.PayloadTooDeepError`."""
 
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
-_SCALARS: Final = frozenset({str, float, bool, bytes, type(None)})
+# msgpack.Timestamp: the one extension MessagePack decodes itself, so it is carried both ways.
+_SCALARS: Final = frozenset({str, float, bool, bytes, type(None), msgpack.Timestamp})
 # Base types that a subclass is converted to before packing (bool cannot be subclassed).
 _BASES: Final = (str, int, float, bytes, list, dict)
 
@@ -78,7 +84,7 @@ def _check(value: Any, depth: int) -> None:
 
 def _check_container(value: dict[Any, Any] | list[Any], depth: int) -> None:
     if depth > MAX_DEPTH:
-        raise UnsupportedValueError(f"payload containers nest deeper than {MAX_DEPTH} levels")
+        raise PayloadTooDeepError(f"payload containers nest deeper than {MAX_DEPTH} levels")
     if isinstance(value, dict):
         for key in value:
             if not isinstance(key, str):
@@ -118,8 +124,11 @@ def decode_payload(values: PB2Values) -> dict[str, Any]:
     """Read the payload dict out of a ``Values`` message.
 
     Raises:
-        MalformedMessageError: The bytes are not a MessagePack map, or use an extension type
-            (the timestamp extension aside, which MessagePack decodes as ``msgpack.Timestamp``).
+        MalformedMessageError: The bytes are not a MessagePack map, use an extension type
+            (the timestamp extension aside, which MessagePack decodes as ``msgpack.Timestamp``),
+            or hold what the encoder refuses (a bytes key, an int beyond int64).
+        PayloadTooDeepError: Containers nest deeper than :data:`MAX_DEPTH` (a
+            ``MalformedMessageError`` too).
     """
     try:
         payload = msgpack.unpackb(
@@ -134,4 +143,54 @@ def decode_payload(values: PB2Values) -> dict[str, Any]:
         raise MalformedMessageError(f"payload is not valid MessagePack: {error}") from error
     if not isinstance(payload, dict):
         raise MalformedMessageError(f"payload root is a {type(payload).__name__}, not a map")
+    if _may_break_limits(values.msgpack):
+        _check_decoded(payload, 1)
     return payload
+
+
+# A translation table of MessagePack format bytes: container headers (fixmap, fixarray,
+# array 16/32, map 16/32) become 1, the headers of what the encoder never writes where the
+# decoder accepts it (bin: a bytes key; uint 64 beyond int64) become 2, all else 0.
+_CONTAINER_HEADERS: Final = (*range(0x80, 0xA0), 0xDC, 0xDD, 0xDE, 0xDF)
+_SUSPECT_HEADERS: Final = (0xC4, 0xC5, 0xC6, 0xCF)
+_CLASSES: Final = bytes(
+    1 if byte in _CONTAINER_HEADERS else 2 if byte in _SUSPECT_HEADERS else 0 for byte in range(256)
+)
+
+
+def _may_break_limits(data: bytes) -> bool:
+    """Whether decoded bytes need the walk of :func:`_check_decoded` (a C-speed pre-check).
+
+    Every container costs at least one header byte, so bytes with no more than MAX_DEPTH
+    bytes that could be container headers and none that could start a bin or a uint 64
+    cannot break a limit. Most payloads are such and skip the walk, which costs as much as
+    the decoding; those whose data happen to hold such bytes are walked.
+    """
+    classes = data.translate(_CLASSES)
+    return classes.count(1) > MAX_DEPTH or b"\x02" in classes
+
+
+def _check_decoded(value: dict[Any, Any] | list[Any], depth: int) -> None:
+    """Refuse decoded bytes that the encoder would have refused (a producer not natsbus).
+
+    MessagePack decodes exact types only, so this is the encoder's walk without subclasses:
+    nesting, str keys (MessagePack also allows bytes), ints within int64.
+    """
+    if depth > MAX_DEPTH:
+        raise PayloadTooDeepError(f"payload containers nest deeper than {MAX_DEPTH} levels")
+    if type(value) is dict:
+        for key in value:
+            if type(key) is not str:
+                raise MalformedMessageError(f"payload map key is a {type(key).__name__}, not str")
+        items: Any = value.values()
+    else:
+        items = value
+    for item in items:
+        kind = type(item)
+        if kind in _SCALARS:
+            continue
+        if kind is int:
+            if not _INT64_MIN <= item <= _INT64_MAX:
+                raise MalformedMessageError(f"payload int {item} does not fit in 64 bits")
+        else:  # a dict or a list: MessagePack decodes nothing else
+            _check_decoded(item, depth + 1)

@@ -12,6 +12,8 @@ know natsbus. The hierarchy::
     │   ├── EncodeError (ValueError)        a message that cannot become bytes
     │   │   ├── LocalOnlyMessageError           a BusLocalMessage, which never leaves the process
     │   │   └── UnsupportedValueError (TypeError) a payload value with no lossless wire form
+    │   ├── PayloadTooDeepError             nested past MAX_DEPTH: an UnsupportedValueError
+    │   │                                   and a MalformedMessageError (either direction)
     │   └── MessageTooLargeError (ValueError) over the configured size limit (either direction)
     ├── RegistrationError (ValueError)  a wire name or class registered twice or badly
     ├── BusClosedError (RuntimeError)   the bus was stopped by its owner ("closed by us")
@@ -31,6 +33,7 @@ __all__ = [
     "MalformedMessageError",
     "MessageTooLargeError",
     "NatsBusError",
+    "PayloadTooDeepError",
     "RegistrationError",
     "UnknownMessageTypeError",
     "UnsupportedValueError",
@@ -83,6 +86,15 @@ class LocalOnlyMessageError(EncodeError):
 
 class UnsupportedValueError(EncodeError, TypeError):
     """A payload holds a value with no lossless wire form (a set, an object, a non-str key...)."""
+
+
+class PayloadTooDeepError(UnsupportedValueError, MalformedMessageError):
+    """A payload nests containers deeper than ``natsbus.codec.MAX_DEPTH`` levels.
+
+    The same limit, and this same error, on both sides: :func:`~natsbus.encode` refuses such a
+    payload (it is an :class:`UnsupportedValueError`), and so does the decoder (it is a
+    :class:`MalformedMessageError`), whoever produced the bytes.
+    """
 
 
 class MessageTooLargeError(CodecError, ValueError):

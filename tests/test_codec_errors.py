@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from natsbus._codec_values import MAX_DEPTH
+from natsbus._codec_values import MAX_DEPTH, _check_decoded
 from natsbus._proto.v1.envelope_pb2 import Envelope as PB2Envelope
 from natsbus._proto.v1.messages_pb2 import Custom as PB2Custom
 from natsbus._proto.v1.messages_pb2 import JobRequest as PB2JobRequest
@@ -26,6 +26,7 @@ from natsbus.errors import (
     LocalOnlyMessageError,
     MalformedMessageError,
     MessageTooLargeError,
+    PayloadTooDeepError,
     RegistrationError,
     UnknownMessageTypeError,
     UnsupportedValueError,
@@ -121,6 +122,80 @@ def _with_payload(values: PB2Values) -> bytes:
 def test_malformed_payloads_are_malformed_messages(values: PB2Values) -> None:
     with pytest.raises(MalformedMessageError):
         Codec().decode(_with_payload(values))
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    """A payload whose containers nest ``depth`` levels (the root map is level 1)."""
+    inner: Any = 1
+    for _ in range(depth - 1):
+        inner = [inner]
+    return {"k": inner}
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 500, 1_023])
+def test_the_decoder_refuses_the_nesting_the_encoder_refuses(depth: int) -> None:
+    # Bytes from a producer that is not natsbus: MessagePack alone decodes them.
+    values = PB2Values(msgpack=msgpack.packb(_nested(depth)))
+    with pytest.raises(PayloadTooDeepError, match=f"deeper than {MAX_DEPTH}"):
+        Codec().decode(_with_payload(values))
+    with pytest.raises(PayloadTooDeepError, match=f"deeper than {MAX_DEPTH}"):
+        Codec().encode(_request(_nested(depth)))
+
+
+def test_a_timestamp_goes_both_ways() -> None:
+    # MessagePack decodes its timestamp extension itself: the encoder carries it too.
+    message = _request({"at": msgpack.Timestamp(1_700_000_000, 5)})
+    assert Codec().decode(Codec().encode(message)).payload == message.payload  # type: ignore[attr-defined]
+
+
+def test_the_deepest_payload_goes_both_ways() -> None:
+    message = _request(_nested(MAX_DEPTH))
+    assert Codec().decode(Codec().encode(message)).payload == message.payload  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param({b"k": 1}, id="bytes key"),
+        pytest.param({"k": 2**64 - 1}, id="uint64 beyond int64"),
+    ],
+)
+def test_the_decoder_refuses_values_the_encoder_never_sends(raw: dict[Any, Any]) -> None:
+    values = PB2Values(msgpack=msgpack.packb(raw))
+    with pytest.raises(MalformedMessageError):
+        Codec().decode(_with_payload(values))
+
+
+_any_value = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8)
+    | st.binary(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=4) | st.binary(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=30,
+)
+
+
+@given(st.dictionaries(st.text(max_size=4), _any_value, max_size=4), st.integers(0, 110))
+def test_the_fast_pre_check_never_lets_through_what_the_walk_refuses(
+    payload: dict[str, Any], depth: int
+) -> None:
+    for _ in range(depth):
+        payload = {"k": [payload]}
+    data = msgpack.packb(payload)
+    try:
+        _check_decoded(msgpack.unpackb(data, strict_map_key=False), 1)
+        refused = False
+    except MalformedMessageError:
+        refused = True
+    if refused:
+        with pytest.raises(MalformedMessageError):
+            Codec().decode(_with_payload(PB2Values(msgpack=data)))
 
 
 def test_a_well_formed_crafted_payload_decodes() -> None:

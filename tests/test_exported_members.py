@@ -117,6 +117,7 @@ EXPECTED_ALL = [
     "NetworkStatistics",
     "NoOpDispatchObserver",
     "Payload",
+    "PayloadTooDeepError",
     "PipelineRunner",
     "QueueLimits",
     "RegistrationError",

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from helpers.tools import ROOT
 
 SCRIPT = ROOT / "scripts" / "generate_proto.py"

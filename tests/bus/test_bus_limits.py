@@ -9,7 +9,6 @@ import uuid
 
 import nats
 import pytest
-from helpers.recorders import Inbox
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -18,6 +17,8 @@ from natsbus.bus import AsyncQueueBus, NetworkCounts
 from natsbus.bus.nats import NatsBus
 from natsbus.messages import Lane
 from natsbus.observability import BusMetrics
+
+from helpers.recorders import Inbox
 
 
 def speak(i: int) -> BusTTSSpeakMessage:

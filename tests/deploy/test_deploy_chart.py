@@ -23,10 +23,11 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers.tools import ROOT, find_tool
 
 from natsbus.bus.nats.layout import SubjectLayout
 from natsbus.bus.nats.options import JetStreamOptions
+
+from helpers.tools import ROOT, find_tool
 
 CHART = ROOT / "deploy" / "helm" / "natsbus"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))

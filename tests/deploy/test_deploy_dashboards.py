@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from helpers.tools import ROOT, find_tool
 
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana").glob("*.json"))

@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+
 from helpers.tools import ROOT
 
 DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers.tools import ROOT, find_tool
 
 from natsbus.observability import METRIC_NAMES
+
+from helpers.tools import ROOT, find_tool
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "natsbus-dashboard.json"
 RULES = ROOT / "deploy" / "prometheus" / "natsbus-rules.yaml"

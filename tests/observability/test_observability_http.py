@@ -6,8 +6,6 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 
-from helpers.observability import http_get
-from helpers.workers import within
 from prometheus_client import CollectorRegistry
 
 from natsbus.bus import AsyncQueueBus
@@ -15,6 +13,9 @@ from natsbus.bus.nats import NatsBus
 from natsbus.observability import BusMetrics, Health, ObservabilityServer
 from natsbus.testing import NatsServer
 from natsbus.workers import BaseWorker, WorkerRunner
+
+from helpers.observability import http_get
+from helpers.workers import within
 
 
 class Idle(BaseWorker):

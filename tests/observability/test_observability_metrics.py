@@ -8,8 +8,6 @@ from typing import Any
 
 import nats
 import pytest
-from helpers.observability import Scrape, scrape
-from helpers.workers import running, within
 from prometheus_client import CollectorRegistry, generate_latest
 
 from natsbus.bus import AsyncQueueBus, BusSubscriber
@@ -26,6 +24,9 @@ from natsbus.messages import (
 )
 from natsbus.observability import METRIC_NAMES, BusMetrics, ObservabilityServer
 from natsbus.workers import BaseWorker, job
+
+from helpers.observability import Scrape, scrape
+from helpers.workers import running, within
 
 
 class Recorder(BusSubscriber):

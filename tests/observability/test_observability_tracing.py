@@ -9,8 +9,6 @@ import uuid
 from typing import Any
 
 import pytest
-from helpers.process import Peer
-from helpers.workers import running, within
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -31,6 +29,9 @@ from natsbus.messages import (
 from natsbus.observability import BusTracing
 from natsbus.observability.tracing import _current_context_getter
 from natsbus.workers import BaseWorker, job
+
+from helpers.process import Peer
+from helpers.workers import running, within
 
 
 class Inbox(BusSubscriber):

@@ -6,8 +6,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from helpers.frames import Recorder, eventually, started_pipeline
-from helpers.recorders import Tap
 
 from natsbus.bus import AsyncQueueBus
 from natsbus.frames import (
@@ -26,6 +24,9 @@ from natsbus.frames import (
 from natsbus.messages import BusFrameMessage
 from natsbus.pipeline import FrameProcessorSetup, Pipeline
 from natsbus.pipeline.bridge import BusBridgeProcessor
+
+from helpers.frames import Recorder, eventually, started_pipeline
+from helpers.recorders import Tap
 
 DOWN, UP = FrameDirection.DOWNSTREAM, FrameDirection.UPSTREAM
 PCM = b"\x01\x02" * 320

@@ -5,14 +5,14 @@ from __future__ import annotations
 import signal
 import uuid
 
-from helpers.frames import PCM, Recorder, Responder, started_pipeline
-from helpers.process import Peer
-from helpers.workers import running
-
 from natsbus.bus.nats import NatsBus
 from natsbus.frames import FrameDirection, InputAudioRawFrame, TextFrame
 from natsbus.messages import BusFrameMessage
 from natsbus.pipeline import BusBridgeProcessor, PipelineWorker
+
+from helpers.frames import PCM, Recorder, Responder, started_pipeline
+from helpers.process import Peer
+from helpers.workers import running
 
 COUNT = 50
 

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-from helpers.frames import PCM, Reached, Recorder, Responder, eventually
-from helpers.recorders import Tap
-from helpers.workers import running, within
-
 from natsbus.bus import AsyncQueueBus
 from natsbus.frames import (
     Frame,
@@ -27,6 +23,10 @@ from natsbus.pipeline import (
     PipelineWorker,
 )
 from natsbus.workers import WorkerState
+
+from helpers.frames import PCM, Reached, Recorder, Responder, eventually
+from helpers.recorders import Tap
+from helpers.workers import running, within
 
 DOWN, UP = FrameDirection.DOWNSTREAM, FrameDirection.UPSTREAM
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from helpers.frames import Reached, Recorder, eventually
-from helpers.workers import running, within
-
 from natsbus.bus import AsyncQueueBus
 from natsbus.frames import (
     CancelFrame,
@@ -20,6 +17,9 @@ from natsbus.frames import (
 )
 from natsbus.messages import BusTTSSpeakMessage, Payload
 from natsbus.pipeline import FrameProcessor, FrameProcessorSetup, Pipeline, PipelineWorker
+
+from helpers.frames import Reached, Recorder, eventually
+from helpers.workers import running, within
 
 DOWN, UP = FrameDirection.DOWNSTREAM, FrameDirection.UPSTREAM
 

@@ -7,9 +7,6 @@ from collections.abc import Awaitable
 from typing import Any
 
 import pytest
-from helpers.frames import Recorder, eventually, settle
-from helpers.recorders import Tap
-from helpers.workers import running, within
 
 from natsbus.bus import AsyncQueueBus
 from natsbus.frames import (
@@ -32,6 +29,10 @@ from natsbus.messages import (
 from natsbus.pipeline import FrameProcessor, IdentityFilter, Pipeline, PipelineWorker
 from natsbus.testing import run_test
 from natsbus.workers import BaseWorker, WorkerRunner
+
+from helpers.frames import Recorder, eventually, settle
+from helpers.recorders import Tap
+from helpers.workers import running, within
 
 DOWN, UP = FrameDirection.DOWNSTREAM, FrameDirection.UPSTREAM
 

@@ -10,9 +10,9 @@ import sys
 import uuid
 from typing import Any
 
-from helpers.tools import ROOT
-
 from natsbus import AsyncQueueBus, NatsBus
+
+from helpers.tools import ROOT
 
 sys.path.insert(0, str(ROOT / "examples"))
 from pipecat_app import run_app

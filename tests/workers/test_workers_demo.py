@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from helpers.process import Peer
 
 from natsbus.testing import NatsServerNotFoundError, nats_server
 from natsbus.workers import demo
+
+from helpers.process import Peer
 
 SCENE_LINES = (
     "progress 100%",

@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 import pytest
-from helpers.workers import Client, Tool, running, within
 
 from natsbus.messages import (
     BusJobCancelMessage,
@@ -27,6 +26,8 @@ from natsbus.workers import (
     job,
 )
 from natsbus.workers.executor import LEGACY_DEADLINE_KEY
+
+from helpers.workers import Client, Tool, running, within
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 import pytest
-from helpers.workers import Spy, running, within
 
 from natsbus.bus import AsyncQueueBus
 from natsbus.messages import (
@@ -25,6 +24,8 @@ from natsbus.workers import (
     WorkerState,
     job,
 )
+
+from helpers.workers import Spy, running, within
 
 
 class Recording(Spy):

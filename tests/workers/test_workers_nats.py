@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from helpers.process import Peer
-from helpers.workers import Client, Tool, Watcher, running, within
 
 from natsbus.bus.nats import JetStreamOptions, NatsBus
 from natsbus.messages import JobStatus
 from natsbus.workers import JobError, JobEventKind, WorkerRunner
+
+from helpers.process import Peer
+from helpers.workers import Client, Tool, Watcher, running, within
 
 PEER = "tests.peers.runner_peer"
 

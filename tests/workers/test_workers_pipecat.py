@@ -11,8 +11,6 @@ import warnings
 from typing import Any
 
 import pytest
-from helpers.recorders import Inbox
-from helpers.workers import running, within
 
 from natsbus import (
     AsyncQueueBus,
@@ -42,6 +40,9 @@ from natsbus import (
     WorkerRunner,
     job,
 )
+
+from helpers.recorders import Inbox
+from helpers.workers import running, within
 
 
 async def attached(*workers: BaseWorker, bus: AsyncQueueBus | None = None) -> AsyncQueueBus:

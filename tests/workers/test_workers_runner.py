@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from helpers.process import Peer
-from helpers.workers import Watcher, running, within
 
 from natsbus.bus import AsyncQueueBus
 from natsbus.cli import load_worker, main
 from natsbus.messages import BusWorkerRegistryMessage, JobStatus
 from natsbus.workers import BaseWorker, WorkerRunner
+
+from helpers.process import Peer
+from helpers.workers import Watcher, running, within
 
 
 async def test_runners_discover_each_other_including_a_late_one() -> None:

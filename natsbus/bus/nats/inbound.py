@@ -15,6 +15,7 @@ from natsbus.codec import Codec
 from natsbus.errors import (
     DecodeError,
     MessageTooLargeError,
+    PayloadTooDeepError,
     UnknownMessageTypeError,
 )
 from natsbus.messages import BusMessage
@@ -30,6 +31,8 @@ def decode_error_reason(error: Exception) -> str:
         return "unknown_type"
     if isinstance(error, MessageTooLargeError):
         return "too_large"
+    if isinstance(error, PayloadTooDeepError):
+        return "too_deep"
     return "malformed"
 
 

@@ -8,9 +8,6 @@ import uuid
 
 import nats
 import pytest
-from helpers.nats import running_bus
-from helpers.process import bus_peer
-from helpers.recorders import Inbox
 
 from natsbus.bus.nats import NatsBus
 from natsbus.bus.nats.intake import MSG_ID_HEADER, REPLY_TO_HEADER
@@ -40,6 +37,9 @@ from natsbus.messages import (
 )
 from natsbus.testing import NatsServer
 
+from helpers.nats import running_bus
+from helpers.process import bus_peer
+from helpers.recorders import Inbox
 from peers.bus_peer import job_replies
 
 _JOB_TO_WORKER = (BusJobCancelMessage, BusJobUpdateRequestMessage)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import nats
-from helpers.recorders import Inbox
 
 from natsbus import (
     BusJobRequestMessage,
@@ -15,6 +14,8 @@ from natsbus import (
     NatsConnectOptions,
 )
 from natsbus.testing import NatsCluster
+
+from helpers.recorders import Inbox
 
 
 async def test_jobs_keep_flowing_when_a_cluster_node_dies() -> None:

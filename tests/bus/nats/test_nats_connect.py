@@ -9,10 +9,11 @@ from pathlib import Path
 
 import nats
 import pytest
-from helpers.recorders import Inbox
 
 from natsbus import BusTTSSpeakMessage, BusUnavailableError, NatsBus, NatsConnectOptions
 from natsbus.testing import NatsServer
+
+from helpers.recorders import Inbox
 
 
 async def exchange(bus_a: NatsBus, bus_b: NatsBus) -> None:

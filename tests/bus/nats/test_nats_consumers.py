@@ -7,8 +7,6 @@ import uuid
 
 import nats
 import pytest
-from helpers.nats import running_bus
-from helpers.recorders import Inbox
 from nats.errors import Error as NatsError
 from nats.js.api import RetentionPolicy, StreamConfig
 from nats.js.errors import NotFoundError
@@ -25,6 +23,9 @@ from natsbus.messages import (
     Lane,
 )
 from natsbus.workers import WorkerRunner
+
+from helpers.nats import running_bus
+from helpers.recorders import Inbox
 
 
 async def consumers_of(url: str, stream: str) -> dict[str, list[str]]:

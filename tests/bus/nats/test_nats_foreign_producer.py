@@ -13,13 +13,14 @@ from typing import Any
 
 import msgpack
 import nats
-from helpers.workers import running, within
 from prometheus_client import CollectorRegistry
 
 from natsbus import BaseWorker, BusJobRequestMessage, NatsBus, job
 from natsbus._proto.v1 import envelope_pb2, messages_pb2, value_pb2
 from natsbus.messages import Lane
 from natsbus.observability import BusMetrics
+
+from helpers.workers import running, within
 
 
 class Echo(BaseWorker):

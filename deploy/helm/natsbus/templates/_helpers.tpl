@@ -101,7 +101,7 @@ prefix "natsbus" (which `natsbus run` uses):
                "_" replaced by "_", cut to 48 characters
     name     = "jobs_<readable>_<first 12 hex digits of digest>"
 
-tests/test_deploy_chart.py checks this against the Python function for tricky names.
+tests/deploy/test_deploy_chart.py checks this against the Python function for tricky names.
 */}}
 {{- define "natsbus.jobConsumer" -}}
 {{- $digest := printf "natsbus\x00%s\x00%s" .channel .worker | sha256sum -}}
