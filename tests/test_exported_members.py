@@ -207,6 +207,7 @@ EXPECTED_BASEWORKER = [
     "bridged",
     "bus",
     "bus_job_targets",
+    "bus_taking_jobs",
     "bus_targets",
     "cancel",
     "cancel_job",

@@ -441,6 +441,14 @@ class WorkerBus(EventHandlers, abc.ABC):
         """
         return None  # deliberately nothing: see above
 
+    async def refresh_interest(self) -> None:
+        """Tell the bus that a subscriber's targets, or whether it takes jobs, changed.
+
+        A no-op in process (every subscriber sees every message); a network bus subscribes
+        and pulls again accordingly.
+        """
+        return None  # deliberately nothing: see above
+
     async def consumer_statistics(self, timeout: float = 2.0) -> list[ConsumerStatistics]:
         """Ask the server how far behind each of the bus's consumers is: none in process.
 

@@ -62,6 +62,18 @@ class BusSubscriber:
         targets = self.bus_targets
         return frozenset() if targets is None else targets
 
+    @property
+    def bus_taking_jobs(self) -> bool:
+        """Whether this subscriber takes new job requests now (True unless overridden).
+
+        A network bus pulls the requests of :attr:`bus_job_targets` only while this is true;
+        until then they wait in the stream for another bus. A worker says False until it is
+        set up and active, and from the moment it ends; it calls
+        :meth:`WorkerBus.refresh_interest <natsbus.bus.WorkerBus.refresh_interest>` when the
+        answer changes.
+        """
+        return True
+
     async def on_bus_message(self, message: BusMessage) -> None:
         """Handle an incoming bus message.
 

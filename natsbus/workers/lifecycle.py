@@ -94,6 +94,17 @@ class Lifecycle:
         """Whether the worker has ended."""
         return self.ended_event.is_set()
 
+    @property
+    def takes_jobs(self) -> bool:
+        """Whether the worker takes new job requests now: set up, active, and not ending."""
+        return self.state is WorkerState.READY and self.active and not self._executor.draining
+
+    async def taking_changed(self) -> None:
+        """Tell the worker's bus that :attr:`takes_jobs` may have changed."""
+        bus = self._worker._bus
+        if bus is not None:
+            await bus.refresh_interest()
+
     async def wait(self) -> None:
         """Wait until the worker has ended."""
         await self.ended_event.wait()
@@ -123,6 +134,7 @@ class Lifecycle:
             self.state = WorkerState.READY
             await announce()
             await self.activate_pending()
+            await self.taking_changed()  # only now may a network bus pull its job requests
         await self.wait()
 
     async def activate(self, args: Payload | None) -> None:
@@ -136,7 +148,9 @@ class Lifecycle:
         if self.state is not WorkerState.READY or not self.pending_activation:
             return
         self.pending_activation = False
-        self.active = True
+        was_active, self.active = self.active, True
+        if not was_active:
+            await self.taking_changed()
         await self._worker._fire("on_activated", self.activation_args)
 
     async def deactivate(self) -> None:
@@ -146,6 +160,7 @@ class Lifecycle:
             return
         self.active = False
         self.activation_args = None
+        await self.taking_changed()
         await self._worker._fire("on_deactivated")
 
     def begin_stop(self, *, graceful: bool, reason: str | None) -> None:
@@ -154,7 +169,7 @@ class Lifecycle:
         A cancel during a graceful end cuts its grace period short.
         """
         worker = self._worker
-        self._executor.drain()
+        self.drain()
         if self._stopping is not None:
             if not graceful and not self._hard:
                 self._hard = True
@@ -168,6 +183,14 @@ class Lifecycle:
         self._stopping = asyncio.create_task(
             self._stop(reason), name=f"natsbus-worker-stop[{worker.name}]"
         )
+
+    def drain(self) -> None:
+        """Take no new job from now on (running ones go on); the bus stops pulling them."""
+        if self._executor.draining:
+            return
+        self._executor.drain()
+        if self._worker._bus is not None:
+            self._worker.spawn(self.taking_changed())
 
     async def _stop(self, reason: str | None) -> None:
         worker = self._worker
@@ -261,7 +284,7 @@ class WorkerHandle:
 
     def drain(self) -> None:
         """Take no new job from now on (running ones go on)."""
-        self._executor.drain()
+        self._lifecycle.drain()
 
     def begin_stop(self, *, graceful: bool, reason: str | None) -> None:
         """End (graceful) or cancel the worker, in a task of its own."""

@@ -195,6 +195,16 @@ class BaseWorker(WorkerActions, JobMethods, PipecatState, EventHandlers, BusSubs
         return self._lifecycle.active
 
     @property
+    def bus_taking_jobs(self) -> bool:
+        """Whether a network bus may pull this worker's job requests now.
+
+        Only once the worker is set up and active, and until it starts ending or draining:
+        until then its requests wait in the stream for a replica that is ready, so a replica
+        that is still loading a model never answers a job ``error``.
+        """
+        return self._lifecycle.takes_jobs
+
+    @property
     def activation_args(self) -> Payload | None:
         """The arguments of the latest activation, or None when inactive."""
         return self._lifecycle.activation_args

@@ -32,7 +32,6 @@ from typing import ClassVar, Final
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.errors import OutboundBufferLimitError, SlowConsumerError
 from nats.js.client import JetStreamContext
 
@@ -43,6 +42,7 @@ from natsbus.bus.nats.connection import open_connection
 from natsbus.bus.nats.consumers import ConsumerStatistics
 from natsbus.bus.nats.fairness import yield_between_reads
 from natsbus.bus.nats.inbound import InboundDecoder
+from natsbus.bus.nats.interest import Interest
 from natsbus.bus.nats.jobs import JobChannel, mapped
 from natsbus.bus.nats.layout import DEFAULT_PREFIX, SubjectLayout
 from natsbus.bus.nats.options import JetStreamOptions, NatsConnectOptions
@@ -62,7 +62,6 @@ __all__ = ["ConsumerStatistics", "NatsBus"]
 
 logger = logging.getLogger("natsbus.bus.nats")
 
-_LANES: Final[tuple[Lane, Lane]] = (Lane.SYSTEM, Lane.DATA)
 _SUBJECT_CACHE_SIZE: Final = 10_000
 
 
@@ -132,8 +131,6 @@ class NatsBus(WorkerBus):
         self._given_clients = clients
         self._clients: dict[Lane, Client] = {}
         self._jetstream: dict[Lane, JetStreamContext] = {}
-        self._core_subscriptions: dict[str, Subscription] = {}
-        self._interest_lock = asyncio.Lock()
         self._jobs = JobChannel(
             layout=self._layout,
             options=self._js_options,
@@ -143,6 +140,14 @@ class NatsBus(WorkerBus):
             deliver=self.on_message_received,
             stamp=self.stamp,
             counts=self._counts,
+        )
+        self._interest = Interest(
+            layout=self._layout,
+            limits=self._limits,
+            jobs=self._jobs,
+            subscribers=lambda: self.subscribers,
+            on_message=self._on_core_message,
+            name=self.name,
         )
         self._sent_before_start: list[BusMessage] = []
         self._last_yield = 0.0
@@ -202,7 +207,7 @@ class NatsBus(WorkerBus):
             undo.push_async_callback(self._jobs.close)
             await super().start()
             undo.push_async_callback(super().stop)
-            await mapped("subscribing", self._sync_interest())
+            await mapped("subscribing", self._interest.open(self._clients))
             undo.pop_all()  # started: from now on stop() releases it all
         backlog, self._sent_before_start = self._sent_before_start, []
         for message in backlog:
@@ -220,10 +225,8 @@ class NatsBus(WorkerBus):
             await super().stop()
             return
         self._state = BusState.STOPPING
+        await self._interest.close()
         await self._jobs.close()
-        for subscription in self._core_subscriptions.values():
-            await self._unsubscribe_quietly(subscription)
-        self._core_subscriptions.clear()
         await super().stop()
         await self._close_clients()
 
@@ -257,22 +260,28 @@ class NatsBus(WorkerBus):
         Requests already taken stay with this bus until they are answered, or released when
         the bus stops.
         """
-        # Under the interest lock: a subscriber joining meanwhile must not add a job consumer
-        # after the pause, nor change the loops while they are being paused.
-        async with self._interest_lock:
-            await self._jobs.pause()
+        await self._interest.pause_jobs()
 
     async def subscribe(self, subscriber: BusSubscriber) -> None:
         """Register a subscriber and listen for the targets it answers to."""
         await super().subscribe(subscriber)
         if self._started:
-            await self._sync_interest()
+            await self._interest.sync()
+
+    async def refresh_interest(self) -> None:
+        """Listen again: a subscriber's targets changed, or whether it takes jobs now.
+
+        Never raises: if the server cannot be asked now, the bus logs it and tries again every
+        second until it can (or stops).
+        """
+        if self._started:
+            await self._interest.refresh()
 
     async def unsubscribe(self, subscriber: BusSubscriber) -> None:
         """Remove a subscriber and stop listening for targets nobody else answers to."""
         await super().unsubscribe(subscriber)
         if self._started:
-            await self._sync_interest()
+            await self._interest.sync()
 
     # --- health -------------------------------------------------------------------------------
 
@@ -294,7 +303,7 @@ class NatsBus(WorkerBus):
             for connection, up in self.connections().items()
             if not up
         )
-        missing = self._jobs.missing(self._job_workers())
+        missing = self._interest.missing()
         if missing:
             reasons.append(f"consumers not in place for {sorted(missing)}")
         return reasons
@@ -449,53 +458,3 @@ class NatsBus(WorkerBus):
                 )
             return
         logger.warning("NATS client error: %s", error)
-
-    async def _sync_interest(self) -> None:
-        """Listen for exactly the targets the local subscribers answer to."""
-        async with self._interest_lock:
-            targets, observe_all = self._wanted_targets()
-            wanted: dict[str, Lane] = {}
-            for lane in _LANES:
-                if observe_all:
-                    wanted[self._layout.everything(lane)] = lane
-                    continue
-                wanted[self._layout.broadcast(lane)] = lane
-                for target in targets:
-                    wanted[self._layout.targeted(lane, target)] = lane
-            for subject in set(self._core_subscriptions) - set(wanted):
-                await self._unsubscribe_quietly(self._core_subscriptions.pop(subject))
-            for subject, lane in wanted.items():
-                if subject not in self._core_subscriptions:
-                    self._core_subscriptions[subject] = await self._clients[lane].subscribe(
-                        subject,
-                        cb=self._on_core_message,
-                        pending_msgs_limit=self._limits.subscription_messages,
-                        pending_bytes_limit=self._limits.subscription_bytes,
-                    )
-            await self._jobs.sync(self._job_workers())
-            for client in self._clients.values():
-                await client.flush()
-
-    def _wanted_targets(self) -> tuple[set[str], bool]:
-        targets: set[str] = set()
-        observe_all = False
-        for subscriber in self.subscribers:
-            declared = subscriber.bus_targets
-            if declared is None:
-                observe_all = True
-            else:
-                targets.update(declared)
-        return targets, observe_all
-
-    def _job_workers(self) -> set[str]:
-        """The workers whose job requests the local subscribers take."""
-        workers: set[str] = set()
-        for subscriber in self.subscribers:
-            workers.update(subscriber.bus_job_targets)
-        return workers
-
-    async def _unsubscribe_quietly(self, subscription: Subscription) -> None:
-        try:
-            await subscription.unsubscribe()
-        except Exception:  # the connection is closed: the subscription went with it
-            logger.debug("unsubscribe failed", exc_info=True)

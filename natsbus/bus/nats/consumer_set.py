@@ -106,24 +106,33 @@ class ConsumerSet:
                 capacity=_routed_credit,
             )
 
-    async def sync(self, workers: Iterable[str]) -> None:
-        """Read the controls of, and take job requests for, exactly ``workers``.
+    async def sync(self, workers: Iterable[str], taking: Iterable[str]) -> None:
+        """Read the controls of exactly ``workers``, and take job requests for ``taking``.
 
-        A joining worker's controls are read before its requests are taken, and a leaving
-        worker's requests stop before its controls do, so a job is never taken here without
-        its cancels reaching it.
+        ``taking`` are the workers among ``workers`` ready to run jobs now (set up, active, not
+        ending): the requests of the others stay in the stream, for another bus to take. A
+        worker that stops taking has its loop paused, not stopped, so that what an earlier
+        pull still brings is handed back at once. A joining worker's controls are read before
+        its requests are taken, and a leaving worker's requests stop before its controls do,
+        so a job is never taken here without its cancels reaching it.
 
         Raises:
             nats.errors.Error: The server refused or did not answer; what was done stays
                 done, and the next call completes the rest.
         """
         wanted = frozenset(workers)
+        takers = wanted & frozenset(taking)
         for worker in set(self._job_loops) - wanted:
             await self._job_loops.pop(worker).stop()
+        for worker in set(self._job_loops) - takers:
+            if not self._job_loops[worker].paused:
+                await self._job_loops[worker].pause()
         await self._control(wanted)
         if self._paused:
             return  # a drain takes no job, even for a worker that joins now
-        for worker in wanted - set(self._job_loops):
+        for worker in takers & set(self._job_loops):
+            self._job_loops[worker].resume()
+        for worker in takers - set(self._job_loops):
             config = job_consumer_config(self._layout, worker, self._options)
             await ensure_consumer(self._jetstream[Lane.DATA], self._layout.request_stream, config)
             self._job_loops[worker] = await self._start_loop(
@@ -143,12 +152,18 @@ class ConsumerSet:
         for loop in self._job_loops.values():
             await loop.pause()
 
-    def missing(self, workers: Iterable[str]) -> set[str]:
-        """The workers among ``workers`` whose consumers are not in place (for readiness)."""
-        wanted = set(workers)
-        missing = wanted - self._controlled
+    def missing(self, workers: Iterable[str], taking: Iterable[str]) -> set[str]:
+        """The workers whose consumers are not in place (for readiness).
+
+        That is the controls of ``workers``, and the job requests of ``taking``.
+        """
+        missing = set(workers) - self._controlled
         if not self._paused:
-            missing.update(wanted - set(self._job_loops))
+            missing.update(
+                worker
+                for worker in taking
+                if worker not in self._job_loops or self._job_loops[worker].paused
+            )
         return missing
 
     def room_made(self, worker: str) -> None:

@@ -207,14 +207,16 @@ class JobChannel:
         if self._consumers is not None:
             await self._consumers.pause_jobs()
 
-    async def sync(self, workers: Iterable[str]) -> None:
-        """Read the controls of, and take job requests for, exactly ``workers``."""
+    async def sync(self, workers: Iterable[str], taking: Iterable[str]) -> None:
+        """Read the controls of exactly ``workers``; take job requests for ``taking``."""
         if self._consumers is not None:
-            await self._consumers.sync(workers)
+            await self._consumers.sync(workers, taking)
 
-    def missing(self, workers: Iterable[str]) -> set[str]:
+    def missing(self, workers: Iterable[str], taking: Iterable[str]) -> set[str]:
         """The workers whose consumers are not in place (for readiness)."""
-        return self._consumers.missing(workers) if self._consumers is not None else set()
+        if self._consumers is None:
+            return set()
+        return self._consumers.missing(workers, taking)
 
     async def statistics(self, timeout: float) -> list[ConsumerStatistics]:
         """Ask the server how far behind each consumer is (see ``NatsBus.consumer_statistics``)."""

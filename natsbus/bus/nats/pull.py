@@ -113,6 +113,20 @@ class PullLoop:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
+    def resume(self) -> None:
+        """Ask for messages again after :meth:`pause` (a no-op if not paused)."""
+        if not self._paused or self._subscription is None:
+            return
+        self._paused = False
+        self._outstanding = 0
+        self._failures = 0
+        self._task = asyncio.create_task(self._run(), name=f"natsbus-pull-{self._consumer}")
+
+    @property
+    def paused(self) -> bool:
+        """Whether the loop is paused (it asks for nothing, and hands back what arrives)."""
+        return self._paused
+
     @property
     def backoff(self) -> float:
         """Seconds the loop waits before its next ask (0 unless the last answers failed)."""

@@ -1,0 +1,180 @@
+"""What a NatsBus listens to, kept in step with its subscribers.
+
+The core subjects of the targets its subscribers answer to (or everything, for an observer),
+and, through the :class:`~natsbus.bus.nats.jobs.JobChannel`, the controls of the workers it
+hosts and the job requests of those ready to take them. One lock serialises every change, so
+that a subscriber joining during a drain, say, never adds a job consumer after the pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Final
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from natsbus.bus.limits import QueueLimits
+from natsbus.bus.nats.jobs import JobChannel
+from natsbus.bus.nats.layout import SubjectLayout
+from natsbus.bus.subscriber import BusSubscriber
+from natsbus.messages import Lane
+from natsbus.tasks import cancel_and_wait
+
+__all__ = ["Interest"]
+
+logger = logging.getLogger("natsbus.bus.nats")
+
+_LANES: Final[tuple[Lane, Lane]] = (Lane.SYSTEM, Lane.DATA)
+_RETRY_INTERVAL: Final = 1.0
+"""Seconds between two attempts to update the subscriptions when the server refused."""
+
+
+class Interest:
+    """The subscriptions and consumers of one bus, matched to what its subscribers want.
+
+    Args:
+        layout: The bus's subjects.
+        limits: The pending limits of the core subscriptions.
+        jobs: The bus's job channel (its consumers follow the hosted workers).
+        subscribers: Returns the bus's current subscribers.
+        on_message: The callback of every core subscription.
+        name: The bus's name, for logs and task names.
+    """
+
+    def __init__(
+        self,
+        *,
+        layout: SubjectLayout,
+        limits: QueueLimits,
+        jobs: JobChannel,
+        subscribers: Callable[[], Iterable[BusSubscriber]],
+        on_message: Callable[[Msg], Awaitable[None]],
+        name: str,
+    ) -> None:
+        self._layout = layout
+        self._limits = limits
+        self._jobs = jobs
+        self._subscribers = subscribers
+        self._on_message = on_message
+        self._name = name
+        self._clients: Mapping[Lane, Client] = {}
+        self._subscriptions: dict[str, Subscription] = {}
+        self._lock = asyncio.Lock()
+        self._retry: asyncio.Task[None] | None = None
+        self._open = False
+
+    async def open(self, clients: Mapping[Lane, Client]) -> None:
+        """Subscribe for the first time.
+
+        Raises:
+            nats.errors.Error: The server refused or did not answer.
+        """
+        self._clients = clients
+        self._open = True
+        await self.sync()
+
+    async def sync(self) -> None:
+        """Listen for exactly what the subscribers want now.
+
+        Raises:
+            nats.errors.Error: The server refused or did not answer; what was done stays
+                done, and the next call completes the rest.
+        """
+        async with self._lock:
+            for subject in set(self._subscriptions) - set(self._wanted_subjects()):
+                await _unsubscribe_quietly(self._subscriptions.pop(subject))
+            for subject, lane in self._wanted_subjects().items():
+                if subject not in self._subscriptions:
+                    self._subscriptions[subject] = await self._clients[lane].subscribe(
+                        subject,
+                        cb=self._on_message,
+                        pending_msgs_limit=self._limits.subscription_messages,
+                        pending_bytes_limit=self._limits.subscription_bytes,
+                    )
+            await self._jobs.sync(*self.job_workers())
+            for client in self._clients.values():
+                await client.flush()
+
+    async def refresh(self) -> None:
+        """Like :meth:`sync`, but never raises: a refusal is logged and retried every second."""
+        if not self._open:
+            return
+        try:
+            await self.sync()
+        except Exception as error:
+            logger.warning(
+                "%s could not update its subscriptions (%s); retrying", self._name, error
+            )
+            if self._retry is None or self._retry.done():
+                self._retry = asyncio.create_task(
+                    self._retry_sync(), name=f"natsbus-interest[{self._name}]"
+                )
+
+    async def pause_jobs(self) -> None:
+        """Take no new job request (a drain), between two changes, never during one."""
+        async with self._lock:
+            await self._jobs.pause()
+
+    def missing(self) -> set[str]:
+        """The hosted workers whose consumers are not in place (for readiness)."""
+        return self._jobs.missing(*self.job_workers())
+
+    def job_workers(self) -> tuple[set[str], set[str]]:
+        """The workers whose jobs the subscribers run, and those taking requests now."""
+        workers: set[str] = set()
+        taking: set[str] = set()
+        for subscriber in self._subscribers():
+            targets = subscriber.bus_job_targets
+            workers.update(targets)
+            if subscriber.bus_taking_jobs:
+                taking.update(targets)
+        return workers, taking
+
+    async def close(self) -> None:
+        """Stop retrying and drop the core subscriptions (the job channel closes itself)."""
+        self._open = False
+        if self._retry is not None:
+            await cancel_and_wait((self._retry,))
+        for subscription in self._subscriptions.values():
+            await _unsubscribe_quietly(subscription)
+        self._subscriptions.clear()
+
+    def _wanted_subjects(self) -> dict[str, Lane]:
+        targets: set[str] = set()
+        observe_all = False
+        for subscriber in self._subscribers():
+            declared = subscriber.bus_targets
+            if declared is None:
+                observe_all = True
+            else:
+                targets.update(declared)
+        layout = self._layout
+        if observe_all:
+            return {layout.everything(lane): lane for lane in _LANES}
+        wanted: dict[str, Lane] = {}
+        for lane in _LANES:
+            wanted[layout.broadcast(lane)] = lane
+            for target in targets:
+                wanted[layout.targeted(lane, target)] = lane
+        return wanted
+
+    async def _retry_sync(self) -> None:
+        while self._open:
+            await asyncio.sleep(_RETRY_INTERVAL)
+            try:
+                await self.sync()
+            except Exception:
+                logger.debug("%s: subscriptions still not updated", self._name, exc_info=True)
+            else:
+                return
+
+
+async def _unsubscribe_quietly(subscription: Subscription) -> None:
+    try:
+        await subscription.unsubscribe()
+    except Exception:  # the connection is closed: the subscription went with it
+        logger.debug("unsubscribe failed", exc_info=True)
