@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from time import perf_counter
 
-from natsbus.bus import DEFAULT_TIME_SLICE, AsyncQueueBus, BusSubscriber
+from natsbus.bus import DEFAULT_TIME_SLICE, AsyncQueueBus, BusSubscriber, QueueLimits
 from natsbus.messages import BusDataMessage, BusMessage, BusSystemMessage
 
 FLOOD = 10_000
@@ -83,7 +83,8 @@ async def bus_throughput(messages: list[Tick], subscribers: int) -> float:
     remaining = subscribers
     counters = []
 
-    async with AsyncQueueBus() as bus:
+    # A burst of all the messages at once: lanes bounded above it, so none is dropped.
+    async with AsyncQueueBus(limits=QueueLimits(data_lane=len(messages) + 1)) as bus:
         for i in range(subscribers):
             sub_done = asyncio.Event()
             counter = Counter(f"sub-{i}", len(messages), sub_done)

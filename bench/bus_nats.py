@@ -33,6 +33,7 @@ from natsbus import (
     BusTTSSpeakMessage,
     JobStatus,
     NatsBus,
+    QueueLimits,
     encode,
 )
 from natsbus.testing import NatsServer
@@ -116,7 +117,8 @@ class Counter(BusSubscriber):
 async def bus_throughput(url: str, n: int) -> float:
     channel = f"bench-{uuid.uuid4().hex[:8]}"
     receiver = Counter("rx", n)
-    rx_bus = NatsBus(servers=url, channel=channel)
+    # The publisher may outrun the receiver by the whole run: bound the lane above it.
+    rx_bus = NatsBus(servers=url, channel=channel, limits=QueueLimits(data_lane=n + 1))
     await rx_bus.subscribe(receiver)
     async with rx_bus:
         await publish_from_child("bus", url, channel, str(n))
@@ -252,7 +254,8 @@ class BusyReceiver(BusSubscriber):
 async def system_under_flood(url: str, flood: int, system_messages: int) -> BusyReceiver:
     channel = f"flood-{uuid.uuid4().hex[:8]}"
     receiver = BusyReceiver(flood)
-    async with NatsBus(servers=url, channel=channel) as rx_bus:
+    limits = QueueLimits(data_lane=flood + 1)
+    async with NatsBus(servers=url, channel=channel, limits=limits) as rx_bus:
         await rx_bus.subscribe(receiver)
         await publish_from_child("flood", url, channel, f"{flood}:{system_messages}")
         await asyncio.wait_for(receiver.all_data.wait(), 120)
