@@ -326,6 +326,12 @@ class BusJobRequestMessage(BusDataMessage, BusJobMessage):
     reply_to: str = field(default="", init=False, compare=False, repr=False)
     """Envelope routing: where the answers go (the asking bus instance); stamped by a
     network bus. Empty: answered on the core subject of ``source``."""
+    attempt: int = field(default=1, init=False, compare=False, repr=False)
+    """Which delivery of the request this is: 1, or more when JetStream delivered it again
+    (the bus that took it died, or did not answer within ``ack_wait``). Not on the wire: set
+    by the receiving bus. A request already answered is never run again, whatever this says;
+    a handler with side effects that must not happen twice can key them on ``job_id`` when
+    ``attempt > 1``."""
 
 
 @dataclass

@@ -259,7 +259,8 @@ class BusMetrics:
                 JOB_ANOMALIES,
                 "Job messages off the normal path: a job id already running (refused), a reply"
                 " with no JetStream route (sent on the requester's core subject), a publish"
-                " repeated for want of an acknowledgement.",
+                " repeated for want of an acknowledgement, a redelivered request found answered"
+                " (acknowledged, not run again).",
                 labels=("bus", "kind"),
             ),
             DEAD_LETTERED: CounterMetricFamily(
@@ -388,6 +389,7 @@ class BusMetrics:
             anomalies[(kind, "duplicate_job_id")] += counts.duplicate_job_ids
             anomalies[(kind, "unrouted_reply")] += counts.unrouted_replies
             anomalies[(kind, "publish_retry")] += counts.publish_retries
+            anomalies[(kind, "answered_elsewhere")] += counts.answered_elsewhere
             redelivered[(kind,)] += counts.redelivered
             dead_lettered[(kind,)] += counts.dead_lettered
         self._add_all(families[DROPPED], drops)

@@ -137,6 +137,7 @@ async def test_every_network_count_is_exported(nats_url: str) -> None:
         "duplicate_job_ids": ("natsbus_job_anomalies_total", {"kind": "duplicate_job_id"}),
         "unrouted_replies": ("natsbus_job_anomalies_total", {"kind": "unrouted_reply"}),
         "publish_retries": ("natsbus_job_anomalies_total", {"kind": "publish_retry"}),
+        "answered_elsewhere": ("natsbus_job_anomalies_total", {"kind": "answered_elsewhere"}),
     }
     names = [spec.name for spec in dataclasses.fields(NetworkCounts)]
     assert sorted(exported) == sorted(names), "a count without an exported series"

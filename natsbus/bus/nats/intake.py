@@ -1,23 +1,25 @@
 """What a NatsBus does with each JetStream delivery before its subscribers see it.
 
 Job requests: a redelivery of a job still running here is kept alive, one already answered is
-acknowledged again, one past its last attempt is answered ``error`` instead of run, and a job
-id that is already running for the same worker is refused; anything else is recorded in the
-ledger and handed to the local subscribers. Job controls and replies: de-duplicated by message
-id, handed over, acknowledged. Whatever does not decode is terminated so that it is not
-redelivered forever.
+acknowledged again without running (this bus remembers what it answered; for what another bus
+answered it asks the stream, see :mod:`natsbus.bus.nats.answers`), one past its last attempt
+is answered ``error`` instead of run, and a job id that is already running for the same worker
+is refused; anything else is recorded in the ledger and handed to the local subscribers. Job
+controls and replies: de-duplicated by message id, handed over, acknowledged. Whatever does
+not decode is terminated so that it is not redelivered forever.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final
 
 from nats.aio.msg import Msg
 
 from natsbus.bus.nats.inbound import InboundDecoder, RecentIds
 from natsbus.bus.nats.ledger import JobLedger, TakenJob
+from natsbus.bus.nats.outbox import MSG_ID_HEADER
 from natsbus.bus.statistics import NetworkCounts
 from natsbus.messages import BusJobRequestMessage, BusMessage
 
@@ -25,11 +27,14 @@ __all__ = ["MSG_ID_HEADER", "REPLY_TO_HEADER", "JobIntake"]
 
 logger = logging.getLogger("natsbus.bus.nats")
 
-MSG_ID_HEADER: Final = "Nats-Msg-Id"
 REPLY_TO_HEADER: Final = "Natsbus-Reply-To"
+_RECHECK_DELAY: Final = 1.0
+"""Seconds before a redelivered request is delivered again when the stream could not say
+whether it was answered (the server is away or electing a leader)."""
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], None]
-AnswerError = Callable[[BusJobRequestMessage, str, str, Msg], None]
+AnswerError = Callable[[BusJobRequestMessage, TakenJob, str], None]
+WasAnswered = Callable[[str, int], Awaitable[bool]]
 
 
 class JobIntake:
@@ -41,10 +46,14 @@ class JobIntake:
         max_attempts: Deliveries of one request before it is answered ``error``.
         deliver: Hands a message to the local subscribers.
         answer_error: Answers a request with status ``error`` and a reason, then terminates
-            its delivery: ``(request, reply_to, reason, delivery)``.
-        counts: Where ``duplicates``, ``dead_lettered``, ``duplicate_job_ids`` and
-            ``redelivered`` (requests delivered more than once) are counted.
-        spawn: Runs a coroutine in the background (acknowledgements).
+            its delivery: ``(request, delivery, reason)``.
+        was_answered: Asks the stream whether a delivery before the given one of the request
+            with this id was answered (:meth:`AnsweredCheck.answered
+            <natsbus.bus.nats.answers.AnsweredCheck.answered>`).
+        counts: Where ``duplicates``, ``dead_lettered``, ``duplicate_job_ids``,
+            ``redelivered`` (requests delivered more than once) and ``answered_elsewhere``
+            are counted.
+        spawn: Runs a coroutine in the background (acknowledgements, checks).
     """
 
     def __init__(
@@ -55,6 +64,7 @@ class JobIntake:
         max_attempts: int,
         deliver: Callable[[BusMessage], None],
         answer_error: AnswerError,
+        was_answered: WasAnswered,
         counts: NetworkCounts,
         spawn: Spawn,
     ) -> None:
@@ -63,6 +73,7 @@ class JobIntake:
         self._max_attempts = max_attempts
         self._deliver = deliver
         self._answer_error = answer_error
+        self._was_answered = was_answered
         self._counts = counts
         self._spawn = spawn
         self._seen = RecentIds()
@@ -83,6 +94,7 @@ class JobIntake:
         message_id = (
             message.id or headers.get(MSG_ID_HEADER) or f"seq-{msg.metadata.sequence.stream}"
         )
+        message.id = message_id  # one identity from here on, whoever produced it
         if self._ledger.has_message(message_id):
             # Redelivered while still running here (ack_wait passed during an outage).
             self._spawn(msg.in_progress())
@@ -91,35 +103,57 @@ class JobIntake:
             self._counts.duplicates += 1
             self._spawn(_ack(msg))
             return
-        reply_to = message.reply_to or headers.get(REPLY_TO_HEADER, "")
-        delivered = msg.metadata.num_delivered
-        if delivered > 1:
-            self._counts.redelivered += 1
-        if delivered > self._max_attempts:
+        job = TakenJob(
+            job_id=message.job_id,
+            worker=worker,
+            reply_to=message.reply_to or headers.get(REPLY_TO_HEADER, ""),
+            message_id=message_id,
+            delivery=msg,
+            attempt=msg.metadata.num_delivered,
+        )
+        if job.attempt == 1:
+            self._admit(message, job)
+            return
+        self._counts.redelivered += 1
+        self._spawn(self._check_redelivered(message, job))
+
+    async def _check_redelivered(self, message: BusJobRequestMessage, job: TakenJob) -> None:
+        """Run a redelivered request only if no earlier delivery of it was answered."""
+        try:
+            answered = await self._was_answered(job.message_id, job.attempt)
+        except Exception as error:
+            # Cannot tell now: running it could run it twice. Let it come back shortly.
+            logger.info("could not check job %s for a stored answer (%s)", job.job_id, error)
+            self._spawn(_nak(job.delivery, _RECHECK_DELAY))
+            return
+        if answered:
+            self._counts.answered_elsewhere += 1
+            self._seen.add(job.message_id)
+            await _ack(job.delivery)
+            return
+        if self._ledger.has_message(job.message_id) or job.message_id in self._seen:
+            return  # another delivery of it was admitted meanwhile (it acknowledges it)
+        self._admit(message, job)
+
+    def _admit(self, message: BusJobRequestMessage, job: TakenJob) -> None:
+        """Take a request that was not answered yet, or answer ``error`` for it."""
+        if job.attempt > self._max_attempts:
             logger.error(
                 "job %s for %s was not answered after %d deliveries; answering 'error'",
-                message.job_id,
-                worker,
-                delivered - 1,
+                job.job_id,
+                job.worker,
+                job.attempt - 1,
             )
             self._counts.dead_lettered += 1
-            reason = f"job was not completed after {delivered - 1} deliveries"
-            self._answer_error(message, reply_to, reason, msg)
+            reason = f"job was not completed after {job.attempt - 1} deliveries"
+            self._answer_error(message, job, reason)
             return
-        if (worker, message.job_id) in self._ledger:
+        if (job.worker, job.job_id) in self._ledger:
             self._counts.duplicate_job_ids += 1
-            reason = f"job id {message.job_id!r} is already running"
-            self._answer_error(message, reply_to, reason, msg)
+            self._answer_error(message, job, f"job id {job.job_id!r} is already running")
             return
-        self._ledger.take(
-            TakenJob(
-                job_id=message.job_id,
-                worker=worker,
-                reply_to=reply_to,
-                message_id=message_id,
-                delivery=msg,
-            )
-        )
+        self._ledger.take(job)
+        message.attempt = job.attempt
         self._deliver(message)
 
     def on_routed_message(self, msg: Msg) -> None:
@@ -137,17 +171,31 @@ class JobIntake:
         self._deliver(message)
         self._spawn(_ack(msg))
 
-    def answered(self, key: tuple[str, str]) -> TakenJob | None:
+    def answered(self, key: tuple[str, str], *, duplicate: bool = False) -> TakenJob | None:
         """The response to job ``(worker, job_id)`` is stored: acknowledge its request.
+
+        Args:
+            key: The job.
+            duplicate: The stream called the answer a duplicate: stored before (a resend of
+                ours), or refused because another bus claimed this delivery and runs it again.
+                The request is then not acknowledged: if it was ours, its next delivery finds
+                the answer and is acknowledged then; if not, the other bus answers it.
 
         Returns:
             The job, or None if it was not taken here (or was already answered).
         """
         job = self._ledger.finish(key)
-        if job is not None:
+        if job is not None and not duplicate:
             self._seen.add(job.message_id)
             self._spawn(_ack(job.delivery))
         return job
+
+
+async def _nak(msg: Msg, delay: float) -> None:
+    try:
+        await msg.nak(delay=delay)
+    except Exception:  # disconnected: ack_wait redelivers it anyway
+        logger.debug("nak failed", exc_info=True)
 
 
 async def _ack(msg: Msg) -> None:

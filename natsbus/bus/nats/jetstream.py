@@ -56,7 +56,7 @@ async def ensure_streams(
         "storage": StorageType.FILE,
         "num_replicas": options.replicas,
         "max_age": options.max_age,
-        "duplicate_window": options.duplicate_window,
+        "duplicate_window": options.deduplication_window,
     }
     if options.max_consumers is not None:
         common["max_consumers"] = options.max_consumers

@@ -23,23 +23,23 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final
 
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js.client import JetStreamContext
 from nats.js.errors import ServiceUnavailableError
 
+from natsbus.bus.nats.answers import AnsweredCheck, answer_id
 from natsbus.bus.nats.consumer_set import ConsumerSet
 from natsbus.bus.nats.consumers import ConsumerStatistics
 from natsbus.bus.nats.inbound import InboundDecoder
 from natsbus.bus.nats.intake import MSG_ID_HEADER, REPLY_TO_HEADER, JobIntake
 from natsbus.bus.nats.jetstream import ensure_streams
 from natsbus.bus.nats.layout import SubjectLayout
-from natsbus.bus.nats.ledger import JobLedger
+from natsbus.bus.nats.ledger import JobLedger, TakenJob
 from natsbus.bus.nats.options import JetStreamOptions
 from natsbus.bus.nats.outbox import EXPECTED_STREAM_HEADER, JobOutbox, OutboundJobMessage
 from natsbus.bus.statistics import NetworkCounts
 from natsbus.codec import Codec
-from natsbus.errors import BusUnavailableError
+from natsbus.errors import BusClosedError, BusUnavailableError
 from natsbus.messages import (
     BusJobMessage,
     BusJobRequestMessage,
@@ -55,6 +55,8 @@ __all__ = ["JobChannel", "mapped"]
 logger = logging.getLogger("natsbus.bus.nats")
 
 _LANES: Final[tuple[Lane, Lane]] = (Lane.SYSTEM, Lane.DATA)
+_CHECK_TIMEOUT: Final = 2.0
+"""Seconds to wait for each answer of the server while checking a redelivered request."""
 
 
 async def mapped(step: str, work: Awaitable[None]) -> None:
@@ -115,12 +117,14 @@ class JobChannel:
             max_attempts=options.max_attempts,
             deliver=deliver,
             answer_error=self._answer_error,
+            was_answered=self._was_answered,
             counts=counts,
             spawn=self._spawn,
         )
         self._clients: Mapping[Lane, Client] = {}
         self._outboxes: dict[Lane, JobOutbox] = {}
         self._consumers: ConsumerSet | None = None
+        self._answers: AnsweredCheck | None = None
         self._paused = False  # may be asked for before open()
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -137,6 +141,12 @@ class JobChannel:
             BusUnavailableError: A step failed (see :func:`mapped`).
         """
         self._clients = clients
+        self._answers = AnsweredCheck(
+            jetstream[Lane.DATA],
+            stream=self._layout.stream,
+            claim_subject=self._layout.job_claims(self._instance),
+            timeout=_CHECK_TIMEOUT,
+        )
         async with contextlib.AsyncExitStack() as undo:
             await mapped(
                 "making the job streams",
@@ -255,7 +265,12 @@ class JobChannel:
                 subject = self._layout.job_control(message.target)
         else:
             job_key = (message.source, message.job_id)
-            reply_to = self._ledger.route(job_key)
+            job = self._ledger.get(job_key)
+            reply_to = job.reply_to if job is not None else None
+            if role is JobRole.ANSWER and job is not None and not job.answer_sent:
+                # Its id names the delivery it answers: see natsbus.bus.nats.answers.
+                job.answer_sent = True
+                headers[MSG_ID_HEADER] = answer_id(job.message_id, job.attempt)
             if not reply_to:
                 # Not a job this bus took (or it already answered), or a request that named no
                 # instance to answer (a producer that is not natsbus): the requester can only
@@ -290,17 +305,20 @@ class JobChannel:
 
     # --- internals ----------------------------------------------------------------------------
 
-    def _answered_callback(self, job_key: tuple[str, str]) -> Callable[[], None]:
-        return lambda: self._answered(job_key)
+    def _answered_callback(self, job_key: tuple[str, str]) -> Callable[[bool], None]:
+        return lambda duplicate: self._answered(job_key, duplicate=duplicate)
 
-    def _answered(self, job_key: tuple[str, str]) -> None:
-        job = self._intake.answered(job_key)
+    def _answered(self, job_key: tuple[str, str], *, duplicate: bool = False) -> None:
+        job = self._intake.answered(job_key, duplicate=duplicate)
         if job is not None and self._consumers is not None:
             self._consumers.room_made(job.worker)
 
-    def _answer_error(
-        self, request: BusJobRequestMessage, reply_to: str, error: str, msg: Msg
-    ) -> None:
+    async def _was_answered(self, request_id: str, delivered: int) -> bool:
+        if self._answers is None:
+            raise BusClosedError("the job channel is not open")
+        return await self._answers.answered(request_id, delivered)
+
+    def _answer_error(self, request: BusJobRequestMessage, job: TakenJob, error: str) -> None:
         """Answer a request ``error`` on its worker's behalf, then terminate its delivery."""
         response = BusJobResponseMessage(
             request.job_id,
@@ -311,21 +329,20 @@ class JobChannel:
         )
         self._stamp(response)
         data = self._codec.encode(response)
-        if not reply_to:
+        if not job.reply_to:
             # Nowhere on JetStream to answer (see publish): the requester's core subject.
             self._counts.unrouted_replies += 1
             core = self._layout.targeted(Lane.DATA, request.source)
             self._spawn(self._clients[Lane.DATA].publish(core, data))
-            self._spawn(msg.term())
+            self._spawn(job.delivery.term())
             return
-        subject = self._layout.job_replies(reply_to, Lane.DATA)
         self._spawn(
             self._outboxes[Lane.DATA].put(
                 OutboundJobMessage(
-                    subject=subject,
+                    subject=self._layout.job_replies(job.reply_to, Lane.DATA),
                     data=data,
-                    headers={MSG_ID_HEADER: response.id},
-                    on_stored=lambda: self._spawn(msg.term()),
+                    headers={MSG_ID_HEADER: answer_id(job.message_id, job.attempt)},
+                    on_stored=lambda _duplicate: self._spawn(job.delivery.term()),
                 )
             )
         )

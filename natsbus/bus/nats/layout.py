@@ -14,6 +14,8 @@ One channel is one namespace; every subject starts with ``<prefix>.<channel>``::
                                       bus instance I
     <prefix>.<C>.job.rsp.<I>.data     JetStream (job stream): responses, updates, stream
                                       chunks for I
+    <prefix>.<C>.job.rsp.<I>.claim    JetStream (job stream): claims of I on redelivered
+                                      requests (read by no consumer; see answers.py)
 
 Requests live in a work-queue stream of their own (``<stream>_REQUESTS``): a request leaves it
 once answered, so a consumer that expired while no bus hosted its worker can be made again
@@ -91,6 +93,14 @@ class SubjectLayout:
     def job_replies(self, instance: str, lane: Lane) -> str:
         """Subject of job responses, updates and stream chunks for one bus instance."""
         return f"{self.root}.job.rsp.{instance}.{_TOKENS[lane]}"
+
+    def job_claims(self, instance: str) -> str:
+        """Subject of the claims one bus instance stores (see :mod:`natsbus.bus.nats.answers`).
+
+        In the job stream, so that they share its de-duplication with the answers, and read
+        by no consumer.
+        """
+        return f"{self.root}.job.rsp.{instance}.claim"
 
     @property
     def request_stream(self) -> str:

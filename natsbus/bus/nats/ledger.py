@@ -30,6 +30,8 @@ class TakenJob:
         reply_to: Instance id of the bus that sent the request.
         message_id: The request's message id (the stream's de-duplication id).
         delivery: The JetStream message, to acknowledge when the job is answered.
+        attempt: Which delivery of the request this is (its answer's id says so).
+        answer_sent: Whether its final answer was sent (any later reply is an ordinary one).
     """
 
     job_id: str
@@ -37,6 +39,8 @@ class TakenJob:
     reply_to: str
     message_id: str
     delivery: Msg
+    attempt: int = 1
+    answer_sent: bool = False
 
 
 class JobLedger:
@@ -96,10 +100,9 @@ class JobLedger:
         """Tell whether the request with this message id is being handled here."""
         return message_id in self._message_ids
 
-    def route(self, key: tuple[str, str]) -> str | None:
-        """The instance that asked for job ``(worker, job_id)``, if this bus is handling it."""
-        job = self._jobs.get(key)
-        return job.reply_to if job is not None else None
+    def get(self, key: tuple[str, str]) -> TakenJob | None:
+        """Job ``(worker, job_id)``, if this bus is handling it."""
+        return self._jobs.get(key)
 
     def take(self, job: TakenJob) -> None:
         """Record a job handed to the local subscribers."""

@@ -116,6 +116,9 @@ class NatsConnectOptions:
         return kwargs
 
 
+_MIN_DEDUPLICATION_WINDOW: Final = 120.0
+
+
 @dataclass(frozen=True, kw_only=True)
 class JetStreamOptions:
     """How a NatsBus keeps job messages on JetStream.
@@ -126,6 +129,9 @@ class JetStreamOptions:
         replicas: Stream replicas; 3 on a clustered JetStream for a job to survive a node.
         max_age: Seconds a job message is kept (a request not taken by then is dropped).
         duplicate_window: Seconds within which a re-published message id is de-duplicated.
+            None (the default): long enough for every redelivery of a request to find out
+            whether an earlier delivery was answered (``ack_wait`` times ``max_attempts``, at
+            least two minutes); see :attr:`deduplication_window`.
         ack_wait: Seconds a delivered job request may go without an ack or an in-progress
             signal before the server redelivers it to another bus.
         max_attempts: Deliveries of one job request before the bus gives up and answers the
@@ -149,7 +155,7 @@ class JetStreamOptions:
     stream: str = "NATSBUS_JOBS"
     replicas: int = 1
     max_age: float = 24 * 3600.0
-    duplicate_window: float = 120.0
+    duplicate_window: float | None = None
     ack_wait: float = 30.0
     max_attempts: int = 5
     max_jobs_in_flight: int = 64
@@ -176,7 +182,23 @@ class JetStreamOptions:
             value = getattr(self, name)
             if value <= 0:
                 raise ValueError(f"JetStreamOptions.{name} must be > 0, got {value!r}")
+        if self.duplicate_window is not None and self.duplicate_window <= 0:
+            raise ValueError(
+                f"JetStreamOptions.duplicate_window must be > 0, got {self.duplicate_window!r}"
+            )
         if self.max_consumers is not None and self.max_consumers < 1:
             raise ValueError(
                 f"JetStreamOptions.max_consumers must be >= 1 or None, got {self.max_consumers!r}"
             )
+
+    @property
+    def deduplication_window(self) -> float:
+        """The streams' de-duplication window in seconds (``duplicate_window``, or derived).
+
+        A redelivered request is checked against the answers stored within this window
+        (:mod:`natsbus.bus.nats.answers`): set lower than ``ack_wait * max_attempts``, a
+        request whose last deliveries come later than the window may run again.
+        """
+        if self.duplicate_window is not None:
+            return self.duplicate_window
+        return max(_MIN_DEDUPLICATION_WINDOW, self.ack_wait * self.max_attempts)

@@ -28,11 +28,12 @@ from nats.aio.subscription import Subscription
 from natsbus.bus.statistics import NetworkCounts
 from natsbus.errors import BusClosedError
 
-__all__ = ["EXPECTED_STREAM_HEADER", "JobOutbox", "OutboundJobMessage"]
+__all__ = ["EXPECTED_STREAM_HEADER", "MSG_ID_HEADER", "JobOutbox", "OutboundJobMessage"]
 
 logger = logging.getLogger(__name__)
 
 EXPECTED_STREAM_HEADER: Final = "Nats-Expected-Stream"
+MSG_ID_HEADER: Final = "Nats-Msg-Id"
 
 
 @dataclass(slots=True)
@@ -43,13 +44,14 @@ class OutboundJobMessage:
         subject: Stream subject to publish on.
         data: Encoded envelope.
         headers: NATS headers; ``Nats-Msg-Id`` is always among them.
-        on_stored: Called once the stream has acknowledged the message.
+        on_stored: Called once the stream has acknowledged the message, with True if the
+            stream called it a duplicate (a message with its id was stored before).
     """
 
     subject: str
     data: bytes
     headers: dict[str, str]
-    on_stored: Callable[[], None] | None = None
+    on_stored: Callable[[bool], None] | None = None
     attempts: int = field(default=0, init=False)
     last_sent: float = field(default=0.0, init=False)
 
@@ -213,7 +215,7 @@ class JobOutbox:
             self._empty.set()
         if message.on_stored is not None:
             try:
-                message.on_stored()
+                message.on_stored(bool(reply.get("duplicate", False)))
             except Exception:  # a failing callback must not stop later acknowledgements
                 logger.exception("outbox %s: on_stored callback failed", self._name)
 

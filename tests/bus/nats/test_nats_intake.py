@@ -47,6 +47,9 @@ class FakeDelivery:
     async def in_progress(self) -> None:
         self.calls.append("in_progress")
 
+    async def nak(self, delay: float | None = None) -> None:
+        self.calls.append(f"nak {delay}")
+
 
 def encoded(job_id: str, *, message_id: str = "", reply_to: str = "inst") -> bytes:
     request = BusJobRequestMessage(job_id, "echo", {"n": 1}, source="asker", target="w")
@@ -60,6 +63,9 @@ class Scene:
         self.delivered: list[BusMessage] = []
         self.errors: list[tuple[str, str, str]] = []
         self.counts = NetworkCounts()
+        self.answered_before: set[str] = set()  # request ids whose earlier answer is stored
+        self.stream_away = False
+        self.checks: list[tuple[str, int]] = []
         self.tasks: list[asyncio.Task[Any]] = []
         self.ledger = JobLedger(ack_wait=30, max_in_flight=10)
         self.intake = JobIntake(
@@ -67,12 +73,19 @@ class Scene:
             decoder=InboundDecoder(CODEC),
             max_attempts=max_attempts,
             deliver=self.delivered.append,
-            answer_error=lambda req, reply_to, reason, msg: self.errors.append(
-                (req.job_id, reply_to, reason)
+            answer_error=lambda req, job, reason: self.errors.append(
+                (req.job_id, job.reply_to, reason)
             ),
+            was_answered=self.was_answered,
             counts=self.counts,
             spawn=lambda coroutine: self.tasks.append(asyncio.ensure_future(coroutine)),
         )
+
+    async def was_answered(self, request_id: str, delivered: int) -> bool:
+        self.checks.append((request_id, delivered))
+        if self.stream_away:
+            raise TimeoutError("no answer from the stream")
+        return request_id in self.answered_before
 
     def take(self, delivery: FakeDelivery) -> None:
         self.intake.on_job_request("w", delivery)  # type: ignore[arg-type]
@@ -86,7 +99,7 @@ async def test_a_request_is_delivered_once_and_acknowledged_when_answered() -> N
     first = FakeDelivery(encoded("j1", message_id="m1"))
     scene.take(first)
     assert [m.job_id for m in scene.delivered] == ["j1"]  # type: ignore[attr-defined]
-    assert scene.ledger.route(("w", "j1")) == "inst" and scene.ledger.has_message("m1")
+    assert scene.ledger.get(("w", "j1")).reply_to == "inst"  # type: ignore[union-attr] and scene.ledger.has_message("m1")
     # Redelivered while it runs here (ack_wait passed during an outage): kept alive only.
     again = FakeDelivery(encoded("j1", message_id="m1"), delivered=2)
     scene.take(again)
@@ -106,6 +119,8 @@ async def test_a_request_is_delivered_once_and_acknowledged_when_answered() -> N
 async def test_a_request_past_its_last_attempt_is_answered_error_not_run() -> None:
     scene = Scene(max_attempts=2)
     scene.take(FakeDelivery(encoded("j2", message_id="m2"), delivered=3))
+    await scene.settle()
+    assert scene.checks == [("m2", 3)]  # an earlier delivery might have been answered
     assert scene.delivered == []
     assert scene.errors == [("j2", "inst", "job was not completed after 2 deliveries")]
     assert scene.counts.dead_lettered == 1
@@ -135,10 +150,60 @@ async def test_identity_and_routing_come_from_the_envelope_or_headers_or_the_seq
         encoded("j4", reply_to=""), headers={MSG_ID_HEADER: "h4", REPLY_TO_HEADER: "old-inst"}
     )
     scene.take(headed)
-    assert scene.ledger.has_message("h4") and scene.ledger.route(("w", "j4")) == "old-inst"
+    assert scene.ledger.has_message("h4") and scene.ledger.get(("w", "j4")).reply_to == "old-inst"  # type: ignore[union-attr]
     # ...and with neither, the stream sequence tells two requests apart.
     scene.take(FakeDelivery(encoded("j5", reply_to=""), sequence=7))
     scene.take(FakeDelivery(encoded("j6", reply_to=""), sequence=8))
     assert scene.ledger.has_message("seq-7") and scene.ledger.has_message("seq-8")
-    assert scene.ledger.route(("w", "j5")) == ""  # answered on the source's core subject
+    assert scene.ledger.get(("w", "j5")).reply_to == ""  # type: ignore[union-attr]  # answered on the source's core subject
     assert [m.job_id for m in scene.delivered] == ["j4", "j5", "j6"]  # type: ignore[attr-defined]
+
+
+async def test_a_redelivered_request_that_another_bus_answered_is_acknowledged_not_run() -> None:
+    scene = Scene()
+    scene.answered_before.add("m7")
+    again = FakeDelivery(encoded("j7", message_id="m7"), delivered=2)
+    scene.take(again)
+    await scene.settle()
+    assert again.calls == ["ack"] and scene.delivered == []
+    assert scene.checks == [("m7", 2)] and scene.counts.answered_elsewhere == 1
+    # Delivered once more (its ack was lost too): known here now, acknowledged at once.
+    once_more = FakeDelivery(encoded("j7", message_id="m7"), delivered=3)
+    scene.take(once_more)
+    await scene.settle()
+    assert once_more.calls == ["ack"] and len(scene.checks) == 1
+
+
+async def test_a_redelivered_request_nobody_answered_runs_with_its_attempt() -> None:
+    scene = Scene()
+    scene.take(FakeDelivery(encoded("j8", message_id="m8"), delivered=2))
+    await scene.settle()
+    assert [m.attempt for m in scene.delivered] == [2]  # type: ignore[attr-defined]
+    assert scene.ledger.get(("w", "j8")).attempt == 2  # type: ignore[union-attr]
+    assert scene.counts.redelivered == 1 and scene.counts.answered_elsewhere == 0
+
+
+async def test_a_redelivery_that_cannot_be_checked_is_handed_back_not_run() -> None:
+    scene = Scene()
+    scene.stream_away = True
+    delivery = FakeDelivery(encoded("j9", message_id="m9"), delivered=2)
+    scene.take(delivery)
+    await scene.settle()
+    assert scene.delivered == [] and delivery.calls == ["nak 1.0"]
+
+
+async def test_a_stored_answer_that_was_a_duplicate_does_not_acknowledge_the_request() -> None:
+    # The stream refused the answer as a duplicate: another bus may have claimed this delivery
+    # and be running it again, so acknowledging could lose the job if that bus dies.
+    scene = Scene()
+    first = FakeDelivery(encoded("j10", message_id="m10"))
+    scene.take(first)
+    assert scene.intake.answered(("w", "j10"), duplicate=True) is not None
+    await scene.settle()
+    assert first.calls == [] and len(scene.ledger) == 0
+    # Its next delivery is checked against the stream, not taken for answered here.
+    scene.answered_before.add("m10")
+    again = FakeDelivery(encoded("j10", message_id="m10"), delivered=2)
+    scene.take(again)
+    await scene.settle()
+    assert again.calls == ["ack"] and scene.checks == [("m10", 2)]
