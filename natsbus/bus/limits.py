@@ -25,15 +25,17 @@ class QueueLimits:
             at about 50 MB (a burst of tens of thousands still arrives whole). A real-time
             subscriber that wants fresh frames only sets it far lower.
         subscription_messages: Messages a NATS subscription holds for its callback before
-            the client drops new ones (the callback decodes and queues them on the lanes, so
-            this fills only if decoding falls behind the network).
-        subscription_bytes: Bytes a NATS subscription holds likewise.
+            the client drops new ones. The callback decodes them and queues them on the
+            lanes, so this fills when decoding falls behind the network: a burst from a fast
+            publisher. nats-py's own default (524,288).
+        subscription_bytes: Bytes a NATS subscription holds likewise: nats-py's own default
+            (128 MiB).
     """
 
     system_lane: int = 10_000
     data_lane: int = 100_000
-    subscription_messages: int = 65_536
-    subscription_bytes: int = 64 * 1024 * 1024
+    subscription_messages: int = 512 * 1024
+    subscription_bytes: int = 128 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for spec in fields(self):

@@ -194,7 +194,9 @@ class JobOutbox:
         if message is None:
             return  # the acknowledgement of a message already stored (a resend's twin)
         if msg.headers and msg.headers.get("Status"):
-            # 503 no responders: no JetStream yet (the server is starting): resend later.
+            # 503 no responders: no stream leader (an election) or no JetStream yet (the
+            # server is starting): resend at the next retry tick, not after ack_timeout.
+            self._resend_soon(message)
             return
         try:
             reply = json.loads(msg.data)
@@ -208,6 +210,7 @@ class JobOutbox:
                 message.subject,
                 reply["error"].get("description", reply["error"]),
             )
+            self._resend_soon(message)
             return
         del self._unacked[token]
         self._has_room.set()
@@ -218,6 +221,9 @@ class JobOutbox:
                 message.on_stored(bool(reply.get("duplicate", False)))
             except Exception:  # a failing callback must not stop later acknowledgements
                 logger.exception("outbox %s: on_stored callback failed", self._name)
+
+    def _resend_soon(self, message: OutboundJobMessage) -> None:
+        message.last_sent = time.monotonic() - self._ack_timeout
 
     async def _retry_loop(self) -> None:
         while True:

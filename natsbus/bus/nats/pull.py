@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -28,9 +29,17 @@ _STATUS: Final = "Status"
 _HEARTBEAT: Final = "100"
 # 404 no messages, 408 request expired, 409 limits or leadership change: ask again.
 _REQUEST_OVER: Final = frozenset({"404", "408", "409"})
+_HEARTBEAT_INTERVAL: Final = 0.5
+"""Seconds between the server's heartbeats on a pending pull request. Two missed in a row mean
+the request died with the node that held it (a consumer leader killed, say): the loop asks
+again at once rather than waiting for the request to expire."""
 _FIRST_BACKOFF: Final = 0.1
 """Seconds before asking again after an unexpected status (503: the consumer has no leader
-while a cluster elects one, say); doubled on each one in a row, up to ``expires``."""
+while a cluster elects one, say); doubled on each one in a row, up to :data:`_MAX_BACKOFF`."""
+_MAX_BACKOFF: Final = 0.5
+"""At most this long between two asks while a consumer answers with errors: an election
+takes nats-server 4 to 9 s, and the loop must not be asleep when it ends (one ask every half
+second costs the server nothing)."""
 
 
 class PullLoop:
@@ -74,6 +83,7 @@ class PullLoop:
         self._paused = False
         self._request_over = asyncio.Event()
         self._room = asyncio.Event()
+        self._last_heard = 0.0  # monotonic time of the last message or heartbeat
 
     @property
     def consumer(self) -> str:
@@ -132,7 +142,7 @@ class PullLoop:
         """Seconds the loop waits before its next ask (0 unless the last answers failed)."""
         if not self._failures:
             return 0.0
-        return min(self._expires, _FIRST_BACKOFF * float(2 ** min(self._failures - 1, 10)))
+        return min(_MAX_BACKOFF, _FIRST_BACKOFF * float(2 ** min(self._failures - 1, 10)))
 
     def room_made(self) -> None:
         """Tell the loop that its owner can take more messages (a job finished)."""
@@ -144,6 +154,7 @@ class PullLoop:
         self._request_over.set()
 
     async def _receive(self, msg: Msg) -> None:
+        self._last_heard = time.monotonic()
         status = msg.headers.get(_STATUS) if msg.headers else None
         if status is None and self._paused:
             try:
@@ -193,11 +204,9 @@ class PullLoop:
                 logger.debug("pull request on %s failed", self._consumer, exc_info=True)
                 await asyncio.sleep(0.25)
                 continue
-            try:
-                await asyncio.wait_for(self._request_over.wait(), self._expires + 1.0)
-            except TimeoutError:
-                # No answer at all (the request was lost in a reconnect): make sure the
-                # consumer still exists, then ask again.
+            if not await self._wait_request_over():
+                # The request went silent (lost in a reconnect, or with a consumer leader
+                # that died): make sure the consumer still exists, then ask again.
                 await self._ensure_quietly()
             if self._failures:
                 # A consumer that is gone (expired while the server was out of reach, say)
@@ -205,8 +214,25 @@ class PullLoop:
                 await self._ensure_quietly()
                 await asyncio.sleep(self.backoff)
 
+    async def _wait_request_over(self) -> bool:
+        """Wait until the pending request is over; False if it went silent (is lost)."""
+        self._last_heard = time.monotonic()
+        silence = 2 * _HEARTBEAT_INTERVAL + 0.25
+        while True:
+            try:
+                await asyncio.wait_for(self._request_over.wait(), silence)
+            except TimeoutError:
+                if time.monotonic() - self._last_heard > silence:
+                    return False
+            else:
+                return True
+
     async def _ask(self, batch: int) -> None:
-        request = {"batch": batch, "expires": int(self._expires * 1e9)}
+        request = {
+            "batch": batch,
+            "expires": int(self._expires * 1e9),
+            "idle_heartbeat": int(_HEARTBEAT_INTERVAL * 1e9),
+        }
         await self._client.publish(
             self._next_subject, json.dumps(request).encode(), reply=self._inbox
         )
