@@ -84,6 +84,10 @@ class BusMessage:
     """The lane the class travels on (set by BusDataMessage and BusSystemMessage)."""
     job_role: ClassVar[JobRole | None] = None
     """What a job message does for its job; None for every other message."""
+    durable: ClassVar[bool] = False
+    """Whether a network bus keeps the message across a server outage (lifecycle messages:
+    activate, end, cancel, ready, error, registry): stored, and received once by every bus
+    that hosts its target. Others travel on core NATS, at most once."""
 
     _: KW_ONLY
     source: str

@@ -79,12 +79,16 @@ class BusActivateWorkerMessage(BusDataMessage):
         args: Optional activation arguments forwarded to ``on_activated``.
     """
 
+    durable: ClassVar[bool] = True
+
     args: Payload | None = None
 
 
 @dataclass
 class BusDeactivateWorkerMessage(BusDataMessage):
     """Tells a targeted worker to become inactive and stop processing."""
+
+    durable: ClassVar[bool] = True
 
 
 @dataclass
@@ -94,6 +98,8 @@ class BusEndMessage(BusDataMessage):
     Attributes:
         reason: Optional human-readable reason for ending.
     """
+
+    durable: ClassVar[bool] = True
 
     reason: str | None = None
 
@@ -106,6 +112,8 @@ class BusEndWorkerMessage(BusDataMessage):
         reason: Optional human-readable reason for ending.
     """
 
+    durable: ClassVar[bool] = True
+
     reason: str | None = None
 
 
@@ -117,6 +125,8 @@ class BusCancelMessage(BusSystemMessage):
         reason: Optional human-readable reason for the cancellation.
     """
 
+    durable: ClassVar[bool] = True
+
     reason: str | None = None
 
 
@@ -127,6 +137,8 @@ class BusCancelWorkerMessage(BusSystemMessage):
     Attributes:
         reason: Optional human-readable reason for the cancellation.
     """
+
+    durable: ClassVar[bool] = True
 
     reason: str | None = None
 
@@ -192,6 +204,8 @@ class BusWorkerErrorMessage(BusSystemMessage):
         error: Description of the error.
     """
 
+    durable: ClassVar[bool] = True
+
     error: str
 
 
@@ -237,6 +251,8 @@ class BusWorkerReadyMessage(BusDataMessage):
         started_at: Unix timestamp when the worker became ready.
     """
 
+    durable: ClassVar[bool] = True
+
     runner: str
     parent: str | None = None
     active: bool = False
@@ -252,6 +268,8 @@ class BusWorkerRegistryMessage(BusSystemMessage):
         runner: Name of the runner that owns these workers.
         workers: The workers with their state.
     """
+
+    durable: ClassVar[bool] = True
 
     runner: str
     workers: list[WorkerRegistryEntry]

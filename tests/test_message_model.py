@@ -48,8 +48,12 @@ def test_the_nats_bus_names_each_messages_subject() -> None:
     request = messages.BusJobRequestMessage("j", source="a", target="w")
     cancel = messages.BusJobCancelMessage("j", source="a", target="w")
     answer = messages.BusJobResponseUrgentMessage("j", messages.JobStatus.COMPLETED, source="w")
-    core = messages.BusCancelMessage(source="a")
+    stored = messages.BusCancelMessage(source="a")
+    ended = messages.BusEndWorkerMessage(source="a", target="w")
+    core = messages.BusTTSSpeakMessage("hi", source="a", target="w")
     assert bus.destination_of(request) == "natsbus.c.job.req.w"
     assert bus.destination_of(cancel) == "natsbus.c.job.ctl.w"
     assert bus.destination_of(answer) == "natsbus.c.job.rsp.*.sys"
-    assert bus.destination_of(core) == "natsbus.c.sys.all"
+    assert bus.destination_of(stored) == "natsbus.c.life.sys.all"
+    assert bus.destination_of(ended) == "natsbus.c.life.data.to.w"
+    assert bus.destination_of(core) == "natsbus.c.data.to.w"

@@ -53,6 +53,9 @@ class NetworkCounts:
     Attributes:
         dropped_disconnected: Core messages refused because the server was away and the
             client's reconnect buffer was full.
+        sent_disconnected: Core messages handed to the client while the server was away:
+            buffered, and flushed on reconnect, possibly before the receivers subscribed
+            again, so they may be lost (lifecycle and job messages are stored instead).
         slow_consumer_drops: Messages the client dropped because a subscription's pending
             limit (:attr:`QueueLimits.subscription_messages`, ``subscription_bytes``) was hit.
         decode_errors: Inbound messages dropped because they did not decode, by reason
@@ -71,6 +74,7 @@ class NetworkCounts:
     """
 
     dropped_disconnected: int = 0
+    sent_disconnected: int = 0
     slow_consumer_drops: int = 0
     decode_errors: Counter[str] = field(default_factory=Counter)
     reconnects: Counter[Lane] = field(default_factory=Counter)

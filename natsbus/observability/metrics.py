@@ -58,6 +58,7 @@ JOB_DURATION: Final = "natsbus_job_duration_seconds"
 REDELIVERIES: Final = "natsbus_job_redeliveries_total"
 DEAD_LETTERED: Final = "natsbus_jobs_dead_lettered_total"
 SLOW_CONSUMERS: Final = "natsbus_slow_consumers_total"
+SENT_DISCONNECTED: Final = "natsbus_messages_sent_disconnected_total"
 JOB_ANOMALIES: Final = "natsbus_job_anomalies_total"
 CONNECTION_UP: Final = "natsbus_connection_up"
 RECONNECTS: Final = "natsbus_reconnects_total"
@@ -79,6 +80,7 @@ METRIC_NAMES: Final = frozenset(
         REDELIVERIES,
         DEAD_LETTERED,
         SLOW_CONSUMERS,
+        SENT_DISCONNECTED,
         JOB_ANOMALIES,
         CONNECTION_UP,
         RECONNECTS,
@@ -232,6 +234,11 @@ class BusMetrics:
                 "Inbound messages that did not decode (each also dropped).",
                 labels=("bus", "reason"),
             ),
+            SENT_DISCONNECTED: CounterMetricFamily(
+                SENT_DISCONNECTED,
+                "Core messages sent while the server was away: buffered, and maybe lost.",
+                labels=("bus",),
+            ),
             SLOW_CONSUMERS: CounterMetricFamily(
                 SLOW_CONSUMERS,
                 "Times a subscriber's lane went over its limit (counted once until it drained).",
@@ -377,6 +384,7 @@ class BusMetrics:
         anomalies: Counter[tuple[str, str]] = Counter()
         redelivered: Counter[tuple[str]] = Counter()
         dead_lettered: Counter[tuple[str]] = Counter()
+        sent_disconnected: Counter[tuple[str]] = Counter()
         for kind, counts in network.items():
             for reason, count in counts.decode_errors.items():
                 decode_errors[(kind, reason)] += count
@@ -392,9 +400,11 @@ class BusMetrics:
             anomalies[(kind, "answered_elsewhere")] += counts.answered_elsewhere
             redelivered[(kind,)] += counts.redelivered
             dead_lettered[(kind,)] += counts.dead_lettered
+            sent_disconnected[(kind,)] += counts.sent_disconnected
         self._add_all(families[DROPPED], drops)
         self._add_all(families[DECODE_ERRORS], decode_errors)
         self._add_all(families[SLOW_CONSUMERS], slow)
+        self._add_all(families[SENT_DISCONNECTED], sent_disconnected)
         self._add_all(families[QUEUE_DEPTH], depths)
         self._add_all(families[CONNECTION_UP], connections)
         self._add_all(families[RECONNECTS], reconnects)

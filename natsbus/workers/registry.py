@@ -114,6 +114,15 @@ class WorkerRegistry:
         if handlers and handler in handlers:
             handlers.remove(handler)
 
+    def all_ready(self, worker_names: Iterable[str]) -> bool:
+        """Whether every named worker is known to be ready now.
+
+        Args:
+            worker_names: The workers to ask about.
+        """
+        workers = self._workers
+        return all(name in workers for name in worker_names)
+
     async def wait_ready(self, worker_names: Iterable[str]) -> None:
         """Wait until every named worker is ready.
 

@@ -185,7 +185,8 @@ class JobTracker:
             deadline = time.time() + params.timeout
         try:
             registry = self._worker._registry
-            if params.wait_ready and registry is not None:
+            if params.wait_ready and registry is not None and not registry.all_ready(workers):
+                # Only a worker not known yet costs a task and a wait (the usual case is not).
                 await self._wait_ready(group, registry.wait_ready(workers))
             me = self._worker.name
             group.sent = True

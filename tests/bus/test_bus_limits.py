@@ -128,6 +128,7 @@ async def test_every_network_count_is_exported(nats_url: str) -> None:
     # A distinct value for every field, as a bus that is gone would leave them.
     exported = {
         "dropped_disconnected": ("natsbus_messages_dropped_total", {"reason": "disconnected"}),
+        "sent_disconnected": ("natsbus_messages_sent_disconnected_total", {}),
         "slow_consumer_drops": ("natsbus_messages_dropped_total", {"reason": "slow_consumer"}),
         "decode_errors": ("natsbus_decode_errors_total", {"reason": "malformed"}),
         "reconnects": ("natsbus_reconnects_total", {"connection": "data"}),

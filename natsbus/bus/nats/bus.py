@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import math
 import secrets
@@ -63,6 +64,17 @@ __all__ = ["ConsumerStatistics", "NatsBus"]
 logger = logging.getLogger("natsbus.bus.nats")
 
 _SUBJECT_CACHE_SIZE: Final = 10_000
+
+
+class _Route(enum.Enum):
+    """How a message class travels."""
+
+    CORE = "core"
+    """Core NATS, at most once."""
+    JOB = "job"
+    """JetStream, through the job channel's request, control and reply subjects."""
+    STORED = "stored"
+    """JetStream, on a lifecycle subject every bus hosting the target reads."""
 
 
 class NatsBus(WorkerBus):
@@ -151,7 +163,8 @@ class NatsBus(WorkerBus):
         )
         self._sent_before_start: list[BusMessage] = []
         self._last_yield = 0.0
-        self._kinds: dict[type[BusMessage], tuple[Lane, bool]] = {}
+        self._routes: dict[type[BusMessage], tuple[Lane, _Route]] = {}
+        self._outage_logged: set[Lane] = set()  # lanes whose outage was logged
         self._core_subjects: dict[tuple[Lane, str | None], str] = {}
 
     # --- identity -----------------------------------------------------------------------------
@@ -343,17 +356,25 @@ class NatsBus(WorkerBus):
         if type(message) is BusJobRequestMessage:
             message.reply_to = self._instance  # the answers come back to this instance
         data = self._codec.encode(message)
-        lane, is_job = self._kind(type(message))
+        lane, route = self._route(type(message))
         client = self._clients[lane]
         if len(data) > client.max_payload:
             raise MessageTooLargeError(len(data), client.max_payload)
-        if is_job:
+        if route is _Route.JOB:
             assert isinstance(message, BusJobMessage)
             await self._jobs.publish(message, data)
+            return
+        if route is _Route.STORED:
+            await self._jobs.publish_stored(
+                message, data, self._layout.lifecycle(lane, message.target)
+            )
+            self.on_message_received(message)
             return
         subject = self._core_subjects.get((lane, message.target))
         if subject is None:
             subject = self._core_subject(lane, message.target)
+        if not client.is_connected:
+            self._sent_disconnected(lane)
         try:
             # W3C trace context rides in NATS headers too, for tools that read only those.
             await client.publish(subject, data, headers=message.trace_context)
@@ -364,13 +385,31 @@ class NatsBus(WorkerBus):
             ) from error
         self.on_message_received(message)
 
-    def _kind(self, cls: type[BusMessage]) -> tuple[Lane, bool]:
-        """The lane and the JetStream-ness of a message class, worked out once per class."""
-        kind = self._kinds.get(cls)
-        if kind is None:
-            lane = cls.lane
-            kind = self._kinds[cls] = (lane, cls.job_role is not None)
-        return kind
+    def _route(self, cls: type[BusMessage]) -> tuple[Lane, _Route]:
+        """The lane and the way of a message class, worked out once per class."""
+        route = self._routes.get(cls)
+        if route is None:
+            way = (
+                _Route.JOB
+                if cls.job_role is not None
+                else _Route.STORED
+                if cls.durable
+                else _Route.CORE
+            )
+            route = self._routes[cls] = (cls.lane, way)
+        return route
+
+    def _sent_disconnected(self, lane: Lane) -> None:
+        """Count a core message handed to the client while the server is away."""
+        self._counts.sent_disconnected += 1
+        if lane not in self._outage_logged:
+            self._outage_logged.add(lane)
+            logger.warning(
+                "%r: the server is away; core messages sent now are buffered and may be lost"
+                " (counted as sent_disconnected; lifecycle and job messages are stored when it"
+                " is back)",
+                self,
+            )
 
     def destination_of(self, message: BusMessage) -> str:
         """The subject a message is published on (for a job reply: the asking instance's)."""
@@ -381,6 +420,8 @@ class NatsBus(WorkerBus):
             return self._layout.job_control(target)
         if role is not None:
             return self._layout.job_replies("*", lane)  # the instance is chosen on sending
+        if message.durable:
+            return self._layout.lifecycle(lane, target)
         if target is None:
             return self._layout.broadcast(lane)
         return self._layout.targeted(lane, target)
@@ -433,6 +474,7 @@ class NatsBus(WorkerBus):
     def _reconnected_callback(self, lane: Lane) -> Callable[[], Awaitable[None]]:
         async def reconnected() -> None:
             self._counts.reconnects[lane] += 1
+            self._outage_logged.discard(lane)
             await self._on_reconnected()
 
         return reconnected

@@ -94,7 +94,7 @@ class ConsumerSet:
     async def start(self) -> None:
         """Make the instance consumers and start reading them."""
         for lane in _LANES:
-            config = self._instance_config(lane, frozenset())
+            config = self._instance_config(lane, frozenset(), frozenset())
             self._configs[lane] = config
             await self._jetstream[lane].add_consumer(self._layout.stream, config)
             self._instance_loops[lane] = await self._start_loop(
@@ -106,8 +106,13 @@ class ConsumerSet:
                 capacity=_routed_credit,
             )
 
-    async def sync(self, workers: Iterable[str], taking: Iterable[str]) -> None:
+    async def sync(
+        self, workers: Iterable[str], taking: Iterable[str], listening: Iterable[str] | None
+    ) -> None:
         """Read the controls of exactly ``workers``, and take job requests for ``taking``.
+
+        The instance consumers also read the lifecycle messages broadcast and those for the
+        targets in ``listening`` (None: every target, for an observer).
 
         ``taking`` are the workers among ``workers`` ready to run jobs now (set up, active, not
         ending): the requests of the others stay in the stream, for another bus to take. A
@@ -127,7 +132,7 @@ class ConsumerSet:
         for worker in set(self._job_loops) - takers:
             if not self._job_loops[worker].paused:
                 await self._job_loops[worker].pause()
-        await self._control(wanted)
+        await self._point(wanted, None if listening is None else frozenset(listening))
         if self._paused:
             return  # a drain takes no job, even for a worker that joins now
         for worker in takers & set(self._job_loops):
@@ -205,23 +210,34 @@ class ConsumerSet:
 
     # --- internals ------------------------------------------------------------------------------
 
-    def _instance_config(self, lane: Lane, controlled: frozenset[str]) -> ConsumerConfig:
-        subjects = [self._layout.job_replies(self._instance, lane)]
+    def _instance_config(
+        self, lane: Lane, controlled: frozenset[str], listening: frozenset[str] | None
+    ) -> ConsumerConfig:
+        layout = self._layout
+        subjects = [layout.job_replies(self._instance, lane)]
         if lane is Lane.SYSTEM:
-            subjects.extend(self._layout.job_control(worker) for worker in sorted(controlled))
-        name = self._layout.instance_consumer(self._instance, lane)
+            subjects.extend(layout.job_control(worker) for worker in sorted(controlled))
+        if listening is None:
+            subjects.append(layout.lifecycle_everything(lane))
+        else:
+            subjects.append(layout.lifecycle(lane, None))
+            subjects.extend(layout.lifecycle(lane, target) for target in sorted(listening))
+        name = layout.instance_consumer(self._instance, lane)
         return instance_consumer_config(name, subjects, self._options)
 
-    async def _control(self, workers: frozenset[str]) -> None:
-        """Point the system instance consumer at the controls of exactly ``workers``."""
-        if workers == self._controlled:
-            return
-        config = self._instance_config(Lane.SYSTEM, workers)
-        # add_consumer on an existing name updates it: the subjects change in place, and what
-        # it already delivered stays delivered.
-        await self._jetstream[Lane.SYSTEM].add_consumer(self._layout.stream, config)
-        self._configs[Lane.SYSTEM] = config
-        self._controlled = workers
+    async def _point(self, controlled: frozenset[str], listening: frozenset[str] | None) -> None:
+        """Point the instance consumers at these workers' controls and targets' lifecycle."""
+        for lane in _LANES:
+            config = self._instance_config(lane, controlled, listening)
+            if config.filter_subjects == self._configs[lane].filter_subjects:
+                continue
+            # add_consumer on an existing name updates it: the subjects change in place, and
+            # what it already delivered stays delivered (a consumer that delivers only new
+            # messages never goes back for older ones on a subject it starts reading).
+            await self._jetstream[lane].add_consumer(self._layout.stream, config)
+            self._configs[lane] = config
+            if lane is Lane.SYSTEM:
+                self._controlled = controlled
 
     async def _ensure_instance_consumer(self, lane: Lane) -> None:
         """Make the instance consumer of ``lane`` again, as it is now (the server lost it)."""

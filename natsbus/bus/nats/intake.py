@@ -23,11 +23,13 @@ from natsbus.bus.nats.outbox import MSG_ID_HEADER
 from natsbus.bus.statistics import NetworkCounts
 from natsbus.messages import BusJobRequestMessage, BusMessage
 
-__all__ = ["MSG_ID_HEADER", "REPLY_TO_HEADER", "JobIntake"]
+__all__ = ["MSG_ID_HEADER", "REPLY_TO_HEADER", "SENDER_HEADER", "JobIntake"]
 
 logger = logging.getLogger("natsbus.bus.nats")
 
 REPLY_TO_HEADER: Final = "Natsbus-Reply-To"
+SENDER_HEADER: Final = "Natsbus-Instance"
+"""Names the bus instance that stored a lifecycle message (it skips its own)."""
 _RECHECK_DELAY: Final = 1.0
 """Seconds before a redelivered request is delivered again when the stream could not say
 whether it was answered (the server is away or electing a leader)."""
@@ -50,6 +52,7 @@ class JobIntake:
         was_answered: Asks the stream whether a delivery before the given one of the request
             with this id was answered (:meth:`AnsweredCheck.answered
             <natsbus.bus.nats.answers.AnsweredCheck.answered>`).
+        instance: This bus's instance id (it skips the lifecycle messages it stored itself).
         counts: Where ``duplicates``, ``dead_lettered``, ``duplicate_job_ids``,
             ``redelivered`` (requests delivered more than once) and ``answered_elsewhere``
             are counted.
@@ -65,6 +68,7 @@ class JobIntake:
         deliver: Callable[[BusMessage], None],
         answer_error: AnswerError,
         was_answered: WasAnswered,
+        instance: str,
         counts: NetworkCounts,
         spawn: Spawn,
     ) -> None:
@@ -74,6 +78,7 @@ class JobIntake:
         self._deliver = deliver
         self._answer_error = answer_error
         self._was_answered = was_answered
+        self._instance = instance
         self._counts = counts
         self._spawn = spawn
         self._seen = RecentIds()
@@ -157,8 +162,12 @@ class JobIntake:
         self._deliver(message)
 
     def on_routed_message(self, msg: Msg) -> None:
-        """A job control or reply addressed to this bus instance or its workers."""
-        message_id = (msg.headers or {}).get(MSG_ID_HEADER, "")
+        """A job control or reply for this bus instance or its workers, or a lifecycle message."""
+        headers = msg.headers or {}
+        message_id = headers.get(MSG_ID_HEADER, "")
+        if headers.get(SENDER_HEADER) == self._instance:
+            self._spawn(_ack(msg))  # our own lifecycle message: delivered when it was sent
+            return
         if message_id in self._seen:
             self._counts.duplicates += 1
             self._spawn(_ack(msg))

@@ -95,7 +95,7 @@ class Interest:
                         pending_msgs_limit=self._limits.subscription_messages,
                         pending_bytes_limit=self._limits.subscription_bytes,
                     )
-            await self._jobs.sync(*self.job_workers())
+            await self._jobs.sync(*self.job_workers(), self._wanted_targets())
             for client in self._clients.values():
                 await client.flush()
 
@@ -143,17 +143,20 @@ class Interest:
             await _unsubscribe_quietly(subscription)
         self._subscriptions.clear()
 
-    def _wanted_subjects(self) -> dict[str, Lane]:
+    def _wanted_targets(self) -> set[str] | None:
+        """The targets the subscribers answer to; None if one of them observes every one."""
         targets: set[str] = set()
-        observe_all = False
         for subscriber in self._subscribers():
             declared = subscriber.bus_targets
             if declared is None:
-                observe_all = True
-            else:
-                targets.update(declared)
+                return None
+            targets.update(declared)
+        return targets
+
+    def _wanted_subjects(self) -> dict[str, Lane]:
+        targets = self._wanted_targets()
         layout = self._layout
-        if observe_all:
+        if targets is None:
             return {layout.everything(lane): lane for lane in _LANES}
         wanted: dict[str, Lane] = {}
         for lane in _LANES:

@@ -31,7 +31,7 @@ from natsbus.bus.nats.answers import AnsweredCheck, answer_id
 from natsbus.bus.nats.consumer_set import ConsumerSet
 from natsbus.bus.nats.consumers import ConsumerStatistics
 from natsbus.bus.nats.inbound import InboundDecoder
-from natsbus.bus.nats.intake import MSG_ID_HEADER, REPLY_TO_HEADER, JobIntake
+from natsbus.bus.nats.intake import MSG_ID_HEADER, REPLY_TO_HEADER, SENDER_HEADER, JobIntake
 from natsbus.bus.nats.jetstream import ensure_streams
 from natsbus.bus.nats.layout import SubjectLayout
 from natsbus.bus.nats.ledger import JobLedger, TakenJob
@@ -118,6 +118,7 @@ class JobChannel:
             deliver=deliver,
             answer_error=self._answer_error,
             was_answered=self._was_answered,
+            instance=instance,
             counts=counts,
             spawn=self._spawn,
         )
@@ -217,10 +218,12 @@ class JobChannel:
         if self._consumers is not None:
             await self._consumers.pause_jobs()
 
-    async def sync(self, workers: Iterable[str], taking: Iterable[str]) -> None:
-        """Read the controls of exactly ``workers``; take job requests for ``taking``."""
+    async def sync(
+        self, workers: Iterable[str], taking: Iterable[str], listening: Iterable[str] | None
+    ) -> None:
+        """Read ``workers``' controls and ``listening``'s lifecycle; take ``taking``'s jobs."""
         if self._consumers is not None:
-            await self._consumers.sync(workers, taking)
+            await self._consumers.sync(workers, taking, listening)
 
     def missing(self, workers: Iterable[str], taking: Iterable[str]) -> set[str]:
         """The workers whose consumers are not in place (for readiness)."""
@@ -292,6 +295,19 @@ class JobChannel:
                 on_stored = self._answered_callback(job_key)
         await self._outboxes[lane].put(
             OutboundJobMessage(subject=subject, data=data, headers=headers, on_stored=on_stored)
+        )
+
+    async def publish_stored(self, message: BusMessage, data: bytes, subject: str) -> None:
+        """Store a lifecycle message on its subject, for every bus that reads it.
+
+        Its message id de-duplicates resends; the header naming this instance lets this bus
+        skip its own message (it delivered it to its subscribers when it was sent).
+        """
+        headers = {MSG_ID_HEADER: message.id, SENDER_HEADER: self._instance}
+        if message.trace_context:
+            headers.update(message.trace_context)
+        await self._outboxes[message.lane].put(
+            OutboundJobMessage(subject=subject, data=data, headers=headers)
         )
 
     async def flush(self, timeout: float | None) -> None:

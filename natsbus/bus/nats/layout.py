@@ -16,6 +16,10 @@ One channel is one namespace; every subject starts with ``<prefix>.<channel>``::
                                       chunks for I
     <prefix>.<C>.job.rsp.<I>.claim    JetStream (job stream): claims of I on redelivered
                                       requests (read by no consumer; see answers.py)
+    <prefix>.<C>.life.<lane>.all      JetStream (job stream): lifecycle messages (activate,
+    <prefix>.<C>.life.<lane>.to.<W>   end, cancel, ready, error, registry), broadcast or
+                                      for W, read by the instance consumers of every bus
+                                      that listens for them
 
 Requests live in a work-queue stream of their own (``<stream>_REQUESTS``): a request leaves it
 once answered, so a consumer that expired while no bus hosted its worker can be made again
@@ -102,6 +106,20 @@ class SubjectLayout:
         """
         return f"{self.root}.job.rsp.{instance}.claim"
 
+    def lifecycle(self, lane: Lane, target: str | None) -> str:
+        """Subject of lifecycle messages (stored: see ``BusMessage.durable``) on one lane.
+
+        In the job stream; every bus reads those of its targets through its instance
+        consumer of that lane.
+        """
+        if target is None:
+            return f"{self.root}.life.{_TOKENS[lane]}.all"
+        return f"{self.root}.life.{_TOKENS[lane]}.to.{encode_token(target)}"
+
+    def lifecycle_everything(self, lane: Lane) -> str:
+        """Wildcard matching every lifecycle message of one lane (for observers)."""
+        return f"{self.root}.life.{_TOKENS[lane]}.>"
+
     @property
     def request_stream(self) -> str:
         """Name of the work-queue stream that stores job requests: ``<stream>_REQUESTS``."""
@@ -109,8 +127,8 @@ class SubjectLayout:
 
     @staticmethod
     def stream_subjects(prefix: str = DEFAULT_PREFIX) -> list[str]:
-        """Subjects the job stream captures: job controls and replies of every channel."""
-        return [f"{prefix}.*.job.ctl.*", f"{prefix}.*.job.rsp.*.*"]
+        """Subjects the job stream captures: job controls, replies and lifecycle messages."""
+        return [f"{prefix}.*.job.ctl.*", f"{prefix}.*.job.rsp.*.*", f"{prefix}.*.life.>"]
 
     @staticmethod
     def request_stream_subjects(prefix: str = DEFAULT_PREFIX) -> list[str]:

@@ -82,9 +82,17 @@ async def test_a_bus_has_two_instance_consumers_whatever_it_hosts(nats_url: str)
             layout.instance_consumer(bus.instance_id, lane) for lane in (Lane.SYSTEM, Lane.DATA)
         )
         system = instance[layout.instance_consumer(bus.instance_id, Lane.SYSTEM)]
+        targets = [w.name for w in workers] + [runner.name]
         assert sorted(system) == sorted(
             [layout.job_replies(bus.instance_id, Lane.SYSTEM)]
             + [layout.job_control(w.name) for w in workers]
+            + [layout.lifecycle(Lane.SYSTEM, None)]
+            + [layout.lifecycle(Lane.SYSTEM, target) for target in targets]
+        )
+        data = instance[layout.instance_consumer(bus.instance_id, Lane.DATA)]
+        assert sorted(data) == sorted(
+            [layout.job_replies(bus.instance_id, Lane.DATA), layout.lifecycle(Lane.DATA, None)]
+            + [layout.lifecycle(Lane.DATA, target) for target in targets]
         )
         requests = await consumers_of(nats_url, layout.request_stream)
         assert sorted(requests) == sorted(layout.job_consumer(w.name) for w in workers)
@@ -96,6 +104,7 @@ async def test_a_bus_has_two_instance_consumers_whatever_it_hosts(nats_url: str)
             layout.instance_consumer(bus.instance_id, Lane.SYSTEM)
         ]
         assert layout.job_control("w0") not in system
+        assert layout.lifecycle(Lane.SYSTEM, "w0") not in system
         assert bus.not_ready_reasons() == []
     # Stopped: the instance's consumers are gone; the shared request consumers stay.
     assert await consumers_of(nats_url, layout.stream) == {}

@@ -77,6 +77,7 @@ class Scene:
                 (req.job_id, job.reply_to, reason)
             ),
             was_answered=self.was_answered,
+            instance="me",
             counts=self.counts,
             spawn=lambda coroutine: self.tasks.append(asyncio.ensure_future(coroutine)),
         )
