@@ -29,10 +29,12 @@ _STATUS: Final = "Status"
 _HEARTBEAT: Final = "100"
 # 404 no messages, 408 request expired, 409 limits or leadership change: ask again.
 _REQUEST_OVER: Final = frozenset({"404", "408", "409"})
-_HEARTBEAT_INTERVAL: Final = 0.5
+_HEARTBEAT_INTERVAL: Final = 1.0
 """Seconds between the server's heartbeats on a pending pull request. Two missed in a row mean
 the request died with the node that held it (a consumer leader killed, say): the loop asks
-again at once rather than waiting for the request to expire."""
+again at once rather than waiting for the request to expire. A new leader takes nats-server
+4 to 9 s to elect, so noticing within 2.25 s costs nothing, and an idle loop costs the server
+and the client one message a second."""
 _FIRST_BACKOFF: Final = 0.1
 """Seconds before asking again after an unexpected status (503: the consumer has no leader
 while a cluster elects one, say); doubled on each one in a row, up to :data:`_MAX_BACKOFF`."""
@@ -74,6 +76,8 @@ class PullLoop:
         self._capacity = capacity
         self._ensure_consumer = ensure_consumer
         self._expires = expires
+        # The server refuses a heartbeat of half the expiry or more: stay well below.
+        self._heartbeat = min(_HEARTBEAT_INTERVAL, expires / 4)
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self._inbox = client.new_inbox()
         self._subscription: Subscription | None = None
@@ -217,7 +221,7 @@ class PullLoop:
     async def _wait_request_over(self) -> bool:
         """Wait until the pending request is over; False if it went silent (is lost)."""
         self._last_heard = time.monotonic()
-        silence = 2 * _HEARTBEAT_INTERVAL + 0.25
+        silence = 2 * self._heartbeat + 0.25
         while True:
             try:
                 await asyncio.wait_for(self._request_over.wait(), silence)
@@ -231,7 +235,7 @@ class PullLoop:
         request = {
             "batch": batch,
             "expires": int(self._expires * 1e9),
-            "idle_heartbeat": int(_HEARTBEAT_INTERVAL * 1e9),
+            "idle_heartbeat": int(self._heartbeat * 1e9),
         }
         await self._client.publish(
             self._next_subject, json.dumps(request).encode(), reply=self._inbox
