@@ -182,48 +182,94 @@ def runs_by_job(workers: list[Worker]) -> dict[str, list[tuple[str, float, float
     return runs
 
 
-def report(name: str, outcomes: list[Outcome], fault_at: float, workers: list[Worker]) -> None:
-    runs = runs_by_job(workers)
+@dataclass
+class Run:
+    """One scenario's record: what was sent, what each worker ran, when the fault began."""
+
+    name: str
+    outcomes: list[Outcome]
+    workers: list[Worker]
+    fault_at: float
+    election: float | None = None  # seconds until a new stream leader, for a leader kill
+
+
+@dataclass
+class Tally:
+    """What a run comes to."""
+
+    lost: list[str]
+    duplicates: int  # runs that started after the job's answered run had ended
+    reruns: int  # runs of a job whose earlier run never finished (its worker was killed)
+    steady: list[float]  # latencies of the jobs done before the fault
+    faulty: list[float]  # latencies of the others
+
+
+def tally(run: Run) -> Tally:
+    runs = runs_by_job(run.workers)
     duplicates = reruns = 0
-    for outcome in outcomes:
+    for outcome in run.outcomes:
         job_runs = runs.get(outcome.job_id, [])
         answered = [r for r in job_runs if r[0] == outcome.run]
         if not answered:
             reruns += max(0, len(job_runs) - 1)
             continue
         answered_end = answered[0][2]
-        for run, started, _ended in job_runs:
-            if run == outcome.run:
+        for run_id, started, _ended in job_runs:
+            if run_id == outcome.run:
                 continue
             if started > answered_end:
                 duplicates += 1
             else:
                 reruns += 1
-    lost = [o.job_id for o in outcomes if o.latency is None]
-    print(f"\n== {name}")
-    print(f"jobs sent {len(outcomes)}, answered {len(outcomes) - len(lost)}, lost {len(lost)}")
+    done = [o for o in run.outcomes if o.latency is not None]
+    return Tally(
+        lost=[o.job_id for o in run.outcomes if o.latency is None],
+        duplicates=duplicates,
+        reruns=reruns,
+        steady=sorted(o.latency for o in done if o.sent_at + o.latency < run.fault_at),  # type: ignore[operator]
+        faulty=sorted(o.latency for o in done if o.sent_at + o.latency >= run.fault_at),  # type: ignore[operator]
+    )
+
+
+def percentile(latencies: list[float], fraction: float) -> float:
+    """The ``fraction`` quantile of sorted ``latencies`` (nearest rank)."""
+    return latencies[min(len(latencies) - 1, int(len(latencies) * fraction))]
+
+
+def report(run: Run) -> None:
+    result = tally(run)
+    print(f"\n== {run.name}")
+    answered = len(run.outcomes) - len(result.lost)
+    print(f"jobs sent {len(run.outcomes)}, answered {answered}, lost {len(result.lost)}")
     print(f"{'part':<30}{'jobs':>6}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
-    for part, keep in (
-        ("steady (done before it)", lambda o: o.sent_at + (o.latency or 0) < fault_at),
-        ("across the fault and after", lambda o: o.sent_at + (o.latency or 1e9) >= fault_at),
+    for part, latencies in (
+        ("steady (done before it)", result.steady),
+        ("across the fault and after", result.faulty),
     ):
-        latencies = sorted(o.latency for o in outcomes if keep(o) and o.latency)
-        if not latencies:
-            continue
-        p50 = statistics.median(latencies) * 1e3
-        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1e3
-        print(f"{part:<30}{len(latencies):>6}{p50:>10.1f}{p99:>10.1f}{latencies[-1] * 1e3:>10.1f}")
-    print(f"duplicate runs of answered jobs: {duplicates}   re-runs of unfinished jobs: {reruns}")
+        if latencies:
+            p50, p99 = statistics.median(latencies) * 1e3, percentile(latencies, 0.99) * 1e3
+            print(
+                f"{part:<30}{len(latencies):>6}{p50:>10.1f}{p99:>10.1f}{latencies[-1] * 1e3:>10.1f}"
+            )
+    print(
+        f"duplicate runs of answered jobs: {result.duplicates}"
+        f"   re-runs of unfinished jobs: {result.reruns}"
+    )
+    if result.lost:
+        print(f"lost: {result.lost[:10]}{' ...' if len(result.lost) > 10 else ''}")
+    if run.election is not None:
+        print(
+            f"the cluster named a new stream leader {run.election:.1f} s after the kill"
+            " (nats-server followers wait 4-9 s for a lost leader before they campaign)"
+        )
     if TIMELINE:
         bins: dict[int, list[float]] = defaultdict(list)
-        for o in outcomes:
+        for o in run.outcomes:
             if o.latency is not None:
-                bins[int((o.sent_at - fault_at) // 0.5)].append(o.latency)
+                bins[int((o.sent_at - run.fault_at) // 0.5)].append(o.latency)
         for slot in sorted(bins):
             if -2 <= slot <= 20:
                 print(f"  sent at {slot * 0.5:+5.1f} s: max {max(bins[slot]) * 1e3:8.1f} ms")
-    if lost:
-        print(f"lost: {lost[:10]}{' ...' if len(lost) > 10 else ''}")
 
 
 async def leader_of(urls: list[str], stream: str) -> str:
@@ -273,7 +319,8 @@ async def client_runner(
         await running
 
 
-async def leader_kill(steady: float, after: float) -> None:
+async def leader_kill(steady: float, after: float) -> Run:
+    """Kill the node leading the request stream after ``steady`` seconds of jobs."""
     async with NatsCluster(size=3) as cluster:
         urls, channel = cluster.urls, f"failover-{uuid.uuid4().hex[:6]}"
         workers = [Worker(urls, channel) for _ in range(2)]
@@ -294,14 +341,12 @@ async def leader_kill(steady: float, after: float) -> None:
             await sending
         for worker in workers:
             await worker.stop()
-        report(f"stream-leader SIGKILL ({leader}) at {steady:.0f} s", outcomes, fault_at, workers)
-        print(
-            f"the cluster named a new stream leader {election:.1f} s after the kill"
-            " (nats-server followers wait 4-9 s for a lost leader before they campaign)"
-        )
+    name = f"stream-leader SIGKILL ({leader}) at {steady:.0f} s"
+    return Run(name, outcomes, workers, fault_at, election)
 
 
-async def worker_kills(steady: float, killing: float) -> None:
+async def worker_kills(steady: float, killing: float) -> Run:
+    """Kill a worker process every second for ``killing`` seconds, each replaced at once."""
     async with NatsCluster(size=3) as cluster:
         urls, channel = cluster.urls, f"kills-{uuid.uuid4().hex[:6]}"
         workers = [Worker(urls, channel) for _ in range(3)]
@@ -328,18 +373,18 @@ async def worker_kills(steady: float, killing: float) -> None:
             await sending
         for worker in workers:
             await worker.stop()
-        report(f"{kills} worker SIGKILLs, one a second", outcomes, fault_at, workers)
+    return Run(f"{kills} worker SIGKILLs, one a second", outcomes, workers, fault_at)
 
 
 async def main(quick: bool) -> None:
     logging.basicConfig(level=logging.ERROR)
     print(f"jobs at {RATE:.0f}/s, {HANDLER_SECONDS * 1e3:.0f} ms handler, 3-node cluster, R3")
     if quick:
-        await leader_kill(steady=4.0, after=6.0)
-        await worker_kills(steady=3.0, killing=5.0)
+        report(await leader_kill(steady=4.0, after=6.0))
+        report(await worker_kills(steady=3.0, killing=5.0))
     else:
-        await leader_kill(steady=10.0, after=15.0)
-        await worker_kills(steady=5.0, killing=20.0)
+        report(await leader_kill(steady=10.0, after=15.0))
+        report(await worker_kills(steady=5.0, killing=20.0))
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from nats.js.client import JetStreamContext
 from natsbus.bus.base import BusMetricsProvider, BusObserverFactory, BusState, WorkerBus
 from natsbus.bus.dispatch import DEFAULT_TIME_SLICE, DispatchObserver
 from natsbus.bus.limits import QueueLimits
-from natsbus.bus.nats.connection import open_connection
+from natsbus.bus.nats.connection import close_connection, open_connection
 from natsbus.bus.nats.consumers import ConsumerStatistics
 from natsbus.bus.nats.fairness import yield_between_reads
 from natsbus.bus.nats.inbound import InboundDecoder
@@ -250,7 +250,7 @@ class NatsBus(WorkerBus):
     async def _close_clients(self) -> None:
         if self._given_clients is None:
             for client in {id(c): c for c in self._clients.values()}.values():
-                await client.close()
+                await close_connection(client)
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait until every job message sent so far is stored and core messages are written.

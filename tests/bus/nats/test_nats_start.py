@@ -6,11 +6,13 @@ import asyncio
 import json
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.js.errors import ServiceUnavailableError
 
 from natsbus import BusClosedError, BusUnavailableError, NatsBus, NatsConnectOptions
+from natsbus.bus.nats import jobs
 from natsbus.testing import NatsServer
 
 
@@ -67,4 +69,26 @@ async def test_start_after_stop_is_refused_before_anything_opens(tmp_path: Path)
         with pytest.raises(BusClosedError, match="cannot be started again"):
             await bus.start()
         assert new_tasks(before) == []
+        assert await settled(server) == 0
+
+
+async def test_a_server_that_goes_away_during_start_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with NatsServer(store_dir=tmp_path / "s", monitor_port=0) as server:
+        # The server dies just as the bus, connected, makes its streams.
+        real_ensure_streams = jobs.ensure_streams
+
+        async def die_first(*args: Any) -> None:
+            await server.kill()
+            await real_ensure_streams(*args)
+
+        monkeypatch.setattr(jobs, "ensure_streams", die_first)
+        bus = NatsBus(servers=server.url, channel="c")
+        before = set(asyncio.all_tasks())
+        with pytest.raises(BusUnavailableError, match="making the job streams"):
+            await bus.start()
+        assert new_tasks(before) == []
+        await server.start()  # back: nothing of the failed bus reconnects to it
+        await asyncio.sleep(0.5)
         assert await settled(server) == 0
