@@ -8,6 +8,8 @@ and this process sending jobs at a steady rate (80 jobs/s), each with a 60 s tim
 
 * **leader kill**: two worker processes; after 10 s, the node leading the job-request stream
   is SIGKILLed, and jobs keep coming for 15 s more (2,000 jobs in all);
+* **leader step-down**: the same, but the leader is asked to step down (what a graceful stop
+  of a node does), for comparison;
 * **worker kills**: three worker processes; every second, one is SIGKILLed and a new one
   started, for 20 s; then the run waits for every answer.
 
@@ -259,8 +261,8 @@ def report(run: Run) -> None:
         print(f"lost: {result.lost[:10]}{' ...' if len(result.lost) > 10 else ''}")
     if run.election is not None:
         print(
-            f"the cluster named a new stream leader {run.election:.1f} s after the kill"
-            " (nats-server followers wait 4-9 s for a lost leader before they campaign)"
+            f"the cluster named a new stream leader {run.election:.1f} s after the fault"
+            " (after a crash, nats-server followers wait 4-9 s before they campaign)"
         )
     if TIMELINE:
         bins: dict[int, list[float]] = defaultdict(list)
@@ -345,6 +347,38 @@ async def leader_kill(steady: float, after: float) -> Run:
     return Run(name, outcomes, workers, fault_at, election)
 
 
+async def leader_step_down(steady: float, after: float) -> Run:
+    """Ask the request stream's leader to step down after ``steady`` seconds of jobs.
+
+    What a graceful stop does (nats-server's lame-duck mode on SIGTERM, a rolling update): the
+    leadership moves without waiting for an election timeout.
+    """
+    async with NatsCluster(size=3) as cluster:
+        urls, channel = cluster.urls, f"stepdown-{uuid.uuid4().hex[:6]}"
+        workers = [Worker(urls, channel) for _ in range(2)]
+        for worker in workers:
+            await worker.start()
+        outcomes: list[Outcome] = []
+        async with client_runner(urls, channel) as (runner, client):
+            total = int((steady + after) * RATE)
+            sending = asyncio.create_task(send_jobs(client, total, outcomes))
+            await asyncio.sleep(steady)
+            stream = runner.bus.layout.request_stream  # type: ignore[attr-defined]
+            leader = await leader_of(urls, stream)
+            fault_at = time.time()
+            admin = await nats.connect(servers=urls)
+            try:
+                await admin.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", b"", timeout=5)
+            finally:
+                await admin.close()
+            election = await time_to_new_leader(urls, stream, leader, fault_at)
+            await sending
+        for worker in workers:
+            await worker.stop()
+    name = f"stream-leader step-down ({leader}) at {steady:.0f} s"
+    return Run(name, outcomes, workers, fault_at, election)
+
+
 async def worker_kills(steady: float, killing: float) -> Run:
     """Kill a worker process every second for ``killing`` seconds, each replaced at once."""
     async with NatsCluster(size=3) as cluster:
@@ -381,9 +415,11 @@ async def main(quick: bool) -> None:
     print(f"jobs at {RATE:.0f}/s, {HANDLER_SECONDS * 1e3:.0f} ms handler, 3-node cluster, R3")
     if quick:
         report(await leader_kill(steady=4.0, after=6.0))
+        report(await leader_step_down(steady=4.0, after=6.0))
         report(await worker_kills(steady=3.0, killing=5.0))
     else:
         report(await leader_kill(steady=10.0, after=15.0))
+        report(await leader_step_down(steady=10.0, after=15.0))
         report(await worker_kills(steady=5.0, killing=20.0))
 
 
