@@ -22,7 +22,9 @@ from collections.abc import Sequence
 from typing import Final
 
 from natsbus._cli_nats import add_nats_arguments, nats_options
+from natsbus._redact import redact_url
 from natsbus.bus import AsyncQueueBus, WorkerBus
+from natsbus.errors import BusUnavailableError
 from natsbus.observability import BusMetrics, BusTracing, Health, ObservabilityServer
 from natsbus.workers import BaseWorker, WorkerRunner
 
@@ -106,7 +108,7 @@ async def _serve(args: argparse.Namespace) -> int:
         )
         await server.start()
     where = (
-        f"NATS {', '.join(args.nats_url)} channel {args.channel!r}"
+        f"NATS {', '.join(redact_url(url) for url in args.nats_url)} channel {args.channel!r}"
         if args.nats_url
         else ("the in-process bus")
     )
@@ -183,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: The arguments (default: ``sys.argv[1:]``).
 
     Returns:
-        The exit status: 0 after a graceful end, 130 after a cancel, 2 on bad arguments.
+        The exit status: 0 after a graceful end, 130 after a cancel, 1 when NATS cannot be
+        reached or refuses the connection, 2 on bad arguments.
     """
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -193,6 +196,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return asyncio.run(_serve(args))
+    except BusUnavailableError as error:
+        # The message says what failed and where (passwords replaced); the nats-py errors
+        # chained under it would only repeat it at length.
+        print(f"natsbus: {error}", file=sys.stderr)
+        return 1
     except (ValueError, ImportError, AttributeError) as error:
         print(f"natsbus: {error}", file=sys.stderr)
         return 2

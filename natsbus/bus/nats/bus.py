@@ -499,4 +499,4 @@ class NatsBus(WorkerBus):
                     self._limits.subscription_bytes,
                 )
             return
-        logger.warning("NATS client error: %s", error)
+        logger.warning("NATS client error: %s", self._options.redact(str(error)))

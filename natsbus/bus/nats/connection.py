@@ -60,7 +60,8 @@ async def open_connection(
     except Exception as error:
         cause = last_error[0] if last_error else error
         raise BusUnavailableError(
-            f"could not connect the {lane} lane to {list(options.servers)}: {cause}"
+            f"could not connect the {lane} lane to {options.redacted_servers()}:"
+            f" {options.redact(str(cause))}"
         ) from error
     client.options["max_reconnect_attempts"] = options.max_reconnect_attempts
     return client

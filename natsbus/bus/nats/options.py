@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
+from urllib.parse import urlsplit
+
+from natsbus._redact import REDACTED, redact_url
 
 __all__ = ["JetStreamOptions", "NatsConnectOptions"]
 
@@ -43,8 +46,8 @@ class NatsConnectOptions:
     servers: Sequence[str] = DEFAULT_SERVERS
     name: str | None = None
     user: str | None = None
-    password: str | None = None
-    token: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
     nkeys_seed: str | None = None
     user_credentials: str | None = None
     tls: ssl.SSLContext | None = None
@@ -71,6 +74,25 @@ class NatsConnectOptions:
             raise ValueError("NatsConnectOptions: user and password go together")
         if self.tls_cert_file is not None and self.tls_key_file is None:
             raise ValueError("NatsConnectOptions: tls_cert_file needs tls_key_file")
+
+    def redacted_servers(self) -> list[str]:
+        """The server URLs as logs and errors show them: any password or token replaced."""
+        return [redact_url(url) for url in self.servers]
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret of these options replaced (for an error from nats-py).
+
+        The secrets are the password, the token, and whatever a server URL carries before
+        its ``@``; the seed and credentials files are paths, whose contents are never read
+        here.
+        """
+        secrets = {self.password, self.token}
+        for url in self.servers:
+            userinfo = urlsplit(url).netloc.rpartition("@")[0]
+            secrets.update(userinfo.split(":", 1)[-1:] if userinfo else ())
+        for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+            text = text.replace(secret, REDACTED)
+        return text
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """Build the TLS context these options ask for, or None for plain TCP."""
