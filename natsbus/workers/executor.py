@@ -19,6 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
+from natsbus.errors import EncodeError, MessageTooLargeError
 from natsbus.messages import (
     BusJobCancelMessage,
     BusJobRequestMessage,
@@ -374,11 +375,33 @@ class JobExecutor:
             )
         try:
             await worker.send_bus_message(message)
+        except (EncodeError, MessageTooLargeError) as error:
+            # The result cannot travel (a set, a datetime, too large): the job still gets its
+            # one answer, an error that says why, and a caller of send_job_response hears it.
+            logger.error(
+                "%s: the answer to job %r cannot be sent: %s", worker, request.job_id, error
+            )
+            failure = BusJobResponseMessage(
+                request.job_id,
+                JobStatus.ERROR,
+                {"error": f"the job's result cannot be sent: {error}"},
+                source=worker.name,
+                target=request.source,
+            )
+            await self._send_quietly(failure, request)
+            if not quiet:
+                raise
         except Exception:
             if not quiet:
                 raise
             # Nobody to raise to: the answer is sent on the worker's behalf.
             logger.exception("%s: could not answer job %r", worker, request.job_id)
+
+    async def _send_quietly(self, message: BusMessage, request: BusJobRequestMessage) -> None:
+        try:
+            await self._worker.send_bus_message(message)
+        except Exception:
+            logger.exception("%s: could not answer job %r", self._worker, request.job_id)
 
 
 _PAST_DEADLINE: Final = object()
