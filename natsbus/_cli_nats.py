@@ -41,6 +41,28 @@ def add_nats_arguments(parser: argparse.ArgumentParser) -> None:
         help="replicas of the job streams, 3 on a clustered JetStream (default: 1)",
     )
     group.add_argument(
+        "--ack-wait",
+        type=float,
+        default=JetStreamOptions.ack_wait,
+        metavar="SECONDS",
+        help="how long a job may run silent before another replica takes it; a job held by a"
+        " crashed worker waits this long (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-attempts",
+        type=int,
+        default=JetStreamOptions.max_attempts,
+        metavar="N",
+        help="deliveries of a job before it is answered 'error' (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-jobs-in-flight",
+        type=int,
+        default=JetStreamOptions.max_jobs_in_flight,
+        metavar="N",
+        help="jobs this process takes at once for its worker (default: %(default)s)",
+    )
+    group.add_argument(
         "--stream-max-consumers",
         type=int,
         default=None,
@@ -76,5 +98,9 @@ def nats_options(
         tls_hostname=args.tls_hostname,
     )
     return connect, JetStreamOptions(
-        replicas=args.stream_replicas, max_consumers=args.stream_max_consumers
+        replicas=args.stream_replicas,
+        max_consumers=args.stream_max_consumers,
+        ack_wait=args.ack_wait,
+        max_attempts=args.max_attempts,
+        max_jobs_in_flight=args.max_jobs_in_flight,
     )

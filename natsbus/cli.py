@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 from typing import Final
 
+from natsbus import __version__
 from natsbus._cli_nats import add_nats_arguments, nats_options
 from natsbus._redact import redact_url
 from natsbus.bus import AsyncQueueBus, WorkerBus
@@ -125,7 +126,13 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="natsbus", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="natsbus",
+        description="Host natsbus workers: natsbus run module:WorkerClass [options].",
+        epilog="SIGTERM drains (running jobs finish within --grace-period) and exits 0;"
+        " SIGINT cancels and exits 130. See docs/deploy.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"natsbus {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="host one worker until it ends")
     run.add_argument("target", help="the worker, as module:WorkerClass")

@@ -6,7 +6,10 @@ import argparse
 
 import pytest
 
+import natsbus
 from natsbus._cli_nats import add_nats_arguments, nats_options
+from natsbus.bus.nats.options import JetStreamOptions
+from natsbus.cli import main
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -56,3 +59,24 @@ def test_bad_replicas_are_refused() -> None:
     with pytest.raises(ValueError, match="max_consumers"):
         args = parse("--nats-url", "n", "--stream-max-consumers", "0")
         nats_options(args, name="w", environ={})
+
+
+def test_job_settings_come_from_the_command_line() -> None:
+    args = parse(
+        "--nats-url", "n", "--ack-wait", "7.5", "--max-attempts", "3", "--max-jobs-in-flight", "8"
+    )
+    _, jetstream = nats_options(args, name="w", environ={})
+    assert (jetstream.ack_wait, jetstream.max_attempts, jetstream.max_jobs_in_flight) == (7.5, 3, 8)
+    _, defaults = nats_options(parse("--nats-url", "n"), name="w", environ={})
+    assert defaults == JetStreamOptions()
+
+
+def test_version_and_plain_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["--version"])
+    assert caught.value.code == 0
+    assert capsys.readouterr().out.strip() == f"natsbus {natsbus.__version__}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = capsys.readouterr().out
+    assert "``" not in help_text and ":class:" not in help_text
