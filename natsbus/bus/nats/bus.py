@@ -28,12 +28,14 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import ClassVar, Final
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import OutboundBufferLimitError, SlowConsumerError
+from nats.errors import (
+    OutboundBufferLimitError,
+)
 from nats.js.client import JetStreamContext
 
 from natsbus.bus.base import BusMetricsProvider, BusObserverFactory, BusState, WorkerBus
@@ -47,6 +49,7 @@ from natsbus.bus.nats.interest import Interest
 from natsbus.bus.nats.jobs import JobChannel, mapped
 from natsbus.bus.nats.layout import DEFAULT_PREFIX, SubjectLayout
 from natsbus.bus.nats.options import JetStreamOptions, NatsConnectOptions
+from natsbus.bus.nats.watch import ConnectionWatch
 from natsbus.bus.statistics import BusStatistics, NetworkCounts, NetworkStatistics
 from natsbus.bus.subscriber import BusSubscriber
 from natsbus.codec import Codec
@@ -164,7 +167,14 @@ class NatsBus(WorkerBus):
         self._sent_before_start: list[BusMessage] = []
         self._last_yield = 0.0
         self._routes: dict[type[BusMessage], tuple[Lane, _Route]] = {}
-        self._outage_logged: set[Lane] = set()  # lanes whose outage was logged
+        self._watch = ConnectionWatch(
+            bus=self.name,
+            options=self._options,
+            limits=self._limits,
+            counts=self._counts,
+            # Pending pull requests died with the old connection: ask again at once.
+            on_reconnected=self._jobs.renew,
+        )
         self._core_subjects: dict[tuple[Lane, str | None], str] = {}
 
     # --- identity -----------------------------------------------------------------------------
@@ -291,10 +301,14 @@ class NatsBus(WorkerBus):
             await self._interest.refresh()
 
     async def unsubscribe(self, subscriber: BusSubscriber) -> None:
-        """Remove a subscriber and stop listening for targets nobody else answers to."""
+        """Remove a subscriber and stop listening for targets nobody else answers to.
+
+        The subscriber is gone at once; telling the server may wait for it (it is retried
+        while the server is away, and dropped when the bus stops).
+        """
         await super().unsubscribe(subscriber)
         if self._started:
-            await self._interest.sync()
+            await self._interest.refresh()
 
     # --- health -------------------------------------------------------------------------------
 
@@ -374,7 +388,7 @@ class NatsBus(WorkerBus):
         if subject is None:
             subject = self._core_subject(lane, message.target)
         if not client.is_connected:
-            self._sent_disconnected(lane)
+            self._watch.sent_disconnected(lane)
         try:
             # W3C trace context rides in NATS headers too, for tools that read only those.
             await client.publish(subject, data, headers=message.trace_context)
@@ -398,18 +412,6 @@ class NatsBus(WorkerBus):
             )
             route = self._routes[cls] = (cls.lane, way)
         return route
-
-    def _sent_disconnected(self, lane: Lane) -> None:
-        """Count a core message handed to the client while the server is away."""
-        self._counts.sent_disconnected += 1
-        if lane not in self._outage_logged:
-            self._outage_logged.add(lane)
-            logger.warning(
-                "%r: the server is away; core messages sent now are buffered and may be lost"
-                " (counted as sent_disconnected; lifecycle and job messages are stored when it"
-                " is back)",
-                self,
-            )
 
     def destination_of(self, message: BusMessage) -> str:
         """The subject a message is published on (for a job reply: the asking instance's)."""
@@ -467,36 +469,6 @@ class NatsBus(WorkerBus):
         return await open_connection(
             self._options,
             lane,
-            on_reconnected=self._reconnected_callback(lane),
-            on_error=self._on_client_error,
+            on_reconnected=self._watch.reconnected_callback(lane),
+            on_error=self._watch.on_error,
         )
-
-    def _reconnected_callback(self, lane: Lane) -> Callable[[], Awaitable[None]]:
-        async def reconnected() -> None:
-            self._counts.reconnects[lane] += 1
-            self._outage_logged.discard(lane)
-            await self._on_reconnected()
-
-        return reconnected
-
-    async def _on_reconnected(self) -> None:
-        # Pending pull requests died with the old connection: ask again at once.
-        self._jobs.renew()
-
-    async def _on_client_error(self, error: Exception) -> None:
-        if isinstance(error, SlowConsumerError):
-            # The client dropped a message: a subscription's pending limit was hit. Counted
-            # every time, logged the first time (and every time at DEBUG).
-            self._counts.slow_consumer_drops += 1
-            if self._counts.slow_consumer_drops == 1 or logger.isEnabledFor(logging.DEBUG):
-                logger.warning(
-                    "%r is a slow consumer: the client dropped a message on %s (its"
-                    " subscription holds %d messages or %d bytes); counted as"
-                    " slow_consumer_drops",
-                    self,
-                    error.subject,
-                    self._limits.subscription_messages,
-                    self._limits.subscription_bytes,
-                )
-            return
-        logger.warning("NATS client error: %s", self._options.redact(str(error)))
