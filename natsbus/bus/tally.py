@@ -18,7 +18,28 @@ from natsbus.messages import BusMessage
 if TYPE_CHECKING:
     from natsbus.messages import Lane
 
-__all__ = ["JOB_BUCKETS", "TIMING_BUCKETS", "BusTally", "DispatchTimings"]
+__all__ = [
+    "DECODE_ERROR_REASONS",
+    "DROP_REASONS",
+    "JOB_BUCKETS",
+    "TIMING_BUCKETS",
+    "BusTally",
+    "DispatchTimings",
+]
+
+DECODE_ERROR_REASONS: Final = ("malformed", "unknown_type", "too_large", "too_deep")
+"""Why an inbound message did not decode (``natsbus.bus.nats.inbound.decode_error_reason``)."""
+
+DROP_REASONS: Final = (
+    *DECODE_ERROR_REASONS,
+    "disconnected",  # the client's reconnect buffer was full
+    "duplicate",  # a JetStream redelivery already handled
+    "slow_consumer",  # the client dropped it: a subscription past its limit
+    "lane_full",  # the oldest data message of a full lane
+    "bus_stopped",  # sent to, or arriving at, a stopped bus
+    "unhandled_at_stop",  # still queued when its subscriber or the bus stopped
+)
+"""Every reason a message is dropped for: a closed set, each exported from the start."""
 
 TIMING_BUCKETS: Final = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,

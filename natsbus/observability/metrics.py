@@ -38,7 +38,13 @@ from prometheus_client.registry import REGISTRY, CollectorRegistry
 
 from natsbus.bus.base import WorkerBus
 from natsbus.bus.statistics import ConsumerStatistics, NetworkCounts
-from natsbus.bus.tally import JOB_BUCKETS, TIMING_BUCKETS, BusTally
+from natsbus.bus.tally import (
+    DECODE_ERROR_REASONS,
+    DROP_REASONS,
+    JOB_BUCKETS,
+    TIMING_BUCKETS,
+    BusTally,
+)
 from natsbus.messages import BusMessage, Lane
 
 __all__ = ["METRIC_NAMES", "BusMetrics"]
@@ -345,7 +351,15 @@ class BusMetrics:
             for cls, count in [*classes.items(), *looped]:
                 counts[(kind, _lane_of(cls), cls.__name__)] += count
             self._add_all(families[family], counts)
-        errors: Counter[tuple[str, str, str]] = Counter()
+        # Every type a lane has dispatched has an error series (zero until its first error),
+        # so that rate() sees the first burst.
+        errors: Counter[tuple[str, str, str]] = Counter(
+            {
+                (kind, lane.value, cls.__name__): 0
+                for lane, table in ((Lane.SYSTEM, tally.system), (Lane.DATA, tally.data))
+                for cls in list(table)
+            }
+        )
         for (lane_kind, cls), count in list(tally.handler_errors.items()):
             errors[(kind, lane_kind.value, cls.__name__)] += count
         self._add_all(families[HANDLER_ERRORS], errors)
@@ -358,6 +372,8 @@ class BusMetrics:
         # event.
         network: dict[str, NetworkCounts] = {}
         for kind, tally in list(self._tallies.items()):
+            for reason in DROP_REASONS:  # present from the start: rate() sees the first drop
+                drops[(kind, reason)] += 0
             for reason, count in list(tally.dropped.items()):
                 drops[(kind, reason)] += count
             for lane in Lane:
@@ -379,6 +395,20 @@ class BusMetrics:
             for connection, up in statistics.network.connections.items():
                 key = (kind, connection)
                 connections[key] = min(connections.get(key, 1.0), 1.0 if up else 0.0)
+        self._fill_network(families, network, drops)
+        self._add_all(families[DROPPED], drops)
+        self._add_all(families[SLOW_CONSUMERS], slow)
+        self._add_all(families[QUEUE_DEPTH], depths)
+        self._add_all(families[CONNECTION_UP], connections)
+        self._fill_consumers(families)
+
+    def _fill_network(
+        self,
+        families: Mapping[str, Any],
+        network: Mapping[str, NetworkCounts],
+        drops: Counter[tuple[str, str]],
+    ) -> None:
+        """The families of what network buses count, by bus kind (``drops`` gets theirs)."""
         decode_errors: Counter[tuple[str, str]] = Counter()
         reconnects: Counter[tuple[str, str]] = Counter()
         anomalies: Counter[tuple[str, str]] = Counter()
@@ -386,6 +416,8 @@ class BusMetrics:
         dead_lettered: Counter[tuple[str]] = Counter()
         sent_disconnected: Counter[tuple[str]] = Counter()
         for kind, counts in network.items():
+            for reason in DECODE_ERROR_REASONS:
+                decode_errors[(kind, reason)] += 0
             for reason, count in counts.decode_errors.items():
                 decode_errors[(kind, reason)] += count
                 drops[(kind, reason)] += count
@@ -401,17 +433,12 @@ class BusMetrics:
             redelivered[(kind,)] += counts.redelivered
             dead_lettered[(kind,)] += counts.dead_lettered
             sent_disconnected[(kind,)] += counts.sent_disconnected
-        self._add_all(families[DROPPED], drops)
         self._add_all(families[DECODE_ERRORS], decode_errors)
-        self._add_all(families[SLOW_CONSUMERS], slow)
         self._add_all(families[SENT_DISCONNECTED], sent_disconnected)
-        self._add_all(families[QUEUE_DEPTH], depths)
-        self._add_all(families[CONNECTION_UP], connections)
         self._add_all(families[RECONNECTS], reconnects)
         self._add_all(families[REDELIVERIES], redelivered)
         self._add_all(families[DEAD_LETTERED], dead_lettered)
         self._add_all(families[JOB_ANOMALIES], anomalies)
-        self._fill_consumers(families)
 
     def _fill_consumers(self, families: Mapping[str, Any]) -> None:
         # The job-request consumer is shared by every bus hosting the worker: the buses of one

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from natsbus.bus import AsyncQueueBus, BusSubscriber
 from natsbus.bus.nats import JetStreamOptions, NatsBus
+from natsbus.bus.tally import DECODE_ERROR_REASONS, DROP_REASONS
 from natsbus.messages import (
     BusCancelMessage,
     BusJobRequestMessage,
@@ -114,7 +115,7 @@ async def test_local_exchange_shows_in_metrics(caplog: pytest.LogCaptureFixture)
     assert result.value("natsbus_dispatch_latency_seconds_bucket", le="0.0001", **speak) is not None
     assert result.value("natsbus_handler_duration_seconds_count", **cancel) == 2
     assert result.value("natsbus_handler_errors_total", **cancel) == 2
-    assert result.value("natsbus_handler_errors_total", **speak) is None
+    assert result.value("natsbus_handler_errors_total", **speak) == 0  # there, from the start
     for lane in ("system", "data"):
         depth = result.value(
             "natsbus_subscriber_queue_depth", bus="local", subscriber="recorder", lane=lane
@@ -274,3 +275,21 @@ def Scrape_of(registry: CollectorRegistry) -> Scrape:
     from prometheus_client import generate_latest
 
     return Scrape(generate_latest(registry).decode())
+
+
+async def test_error_and_drop_series_exist_before_the_first_event(nats_url: str) -> None:
+    registry = CollectorRegistry()
+    metrics = BusMetrics(registry=registry)
+    receiver = Recorder("receiver", expected=1)
+    bus = nats_bus(nats_url, f"obs-{uuid.uuid4().hex[:8]}", metrics)
+    await bus.subscribe(receiver)
+    async with bus:
+        await bus.send(BusTTSSpeakMessage("hi", source="test", target="receiver"))
+        await within(receiver.done.wait())
+        result = Scrape(generate_latest(registry).decode())
+    for reason in DROP_REASONS:
+        assert result.value("natsbus_messages_dropped_total", bus="nats", reason=reason) == 0
+    for reason in DECODE_ERROR_REASONS:
+        assert result.value("natsbus_decode_errors_total", bus="nats", reason=reason) == 0
+    speak = {"bus": "nats", "lane": "data", "type": "BusTTSSpeakMessage"}
+    assert result.value("natsbus_handler_errors_total", **speak) == 0
