@@ -127,6 +127,7 @@ EXPECTED_ALL = [
     "WorkerActivationArgs",
     "WorkerBus",
     "WorkerErrorData",
+    "WorkerNotReadyError",
     "WorkerReadyData",
     "WorkerRegistry",
     "WorkerRegistryEntry",

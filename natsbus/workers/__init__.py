@@ -14,7 +14,13 @@ Module map: ``worker`` (the worker facade), ``actions`` (what it does to others)
 
 from natsbus.messages import JobStatus
 from natsbus.workers.decorator import job
-from natsbus.workers.errors import JobError, JobGroupError, JobGroupTimeoutError, JobTimeoutError
+from natsbus.workers.errors import (
+    JobError,
+    JobGroupError,
+    JobGroupTimeoutError,
+    JobTimeoutError,
+    WorkerNotReadyError,
+)
 from natsbus.workers.handles import JobContext, JobGroupContext, JobGroupHandle, JobHandle
 from natsbus.workers.lifecycle import WorkerState
 from natsbus.workers.registry import WorkerRegistry
@@ -57,6 +63,7 @@ __all__ = [
     "RunnerState",
     "WorkerActivationArgs",
     "WorkerErrorData",
+    "WorkerNotReadyError",
     "WorkerReadyData",
     "WorkerRegistry",
     "WorkerRunner",

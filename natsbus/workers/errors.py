@@ -52,6 +52,14 @@ class JobTimeoutError(JobError, TimeoutError):
     """
 
 
+class WorkerNotReadyError(JobTimeoutError):
+    """No worker of the name asked for became ready within ``JobParams.ready_timeout``.
+
+    The request was never sent. Attributes as :class:`JobError`; ``worker`` names the first
+    worker missing.
+    """
+
+
 class JobGroupError(JobError):
     """A job group ended without every worker completing (``cancel_on_error`` or a timeout).
 

@@ -49,6 +49,7 @@ def _group_params(
         timeout=timeout if timeout is not None else base.timeout,
         deadline=base.deadline,
         wait_ready=base.wait_ready,
+        ready_timeout=base.ready_timeout,
         label=base.label,
         cancellable=base.cancellable,
         cancel_on_error=(

@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from natsbus._ids import new_id
 from natsbus.messages import (
@@ -32,10 +31,17 @@ from natsbus.messages import (
     Lane,
     Payload,
 )
-from natsbus.workers.errors import JobError, JobGroupError, JobGroupTimeoutError, JobTimeoutError
+from natsbus.workers.errors import (
+    JobError,
+    JobGroupError,
+    JobGroupTimeoutError,
+    JobTimeoutError,
+    WorkerNotReadyError,
+)
 from natsbus.workers.types import JobEvent, JobEventKind, JobGroupParams, JobGroupResult
 
 if TYPE_CHECKING:
+    from natsbus.workers.registry import WorkerRegistry
     from natsbus.workers.worker import BaseWorker
 
 __all__ = ["JobGroup", "JobTracker"]
@@ -187,7 +193,7 @@ class JobTracker:
             registry = self._worker._registry
             if params.wait_ready and registry is not None and not registry.all_ready(workers):
                 # Only a worker not known yet costs a task and a wait (the usual case is not).
-                await self._wait_ready(group, registry.wait_ready(workers))
+                await self._wait_ready(group, registry, workers, params.ready_timeout)
             me = self._worker.name
             group.sent = True
             for name in workers:
@@ -282,14 +288,30 @@ class JobTracker:
 
     # --- internals --------------------------------------------------------------------------
 
-    async def _wait_ready(self, group: JobGroup, ready: Coroutine[Any, Any, None]) -> None:
-        waiter = asyncio.ensure_future(ready)
+    async def _wait_ready(
+        self,
+        group: JobGroup,
+        registry: WorkerRegistry,
+        workers: tuple[str, ...],
+        timeout: float | None,
+    ) -> None:
+        waiter = asyncio.ensure_future(registry.wait_ready(workers))
         try:
-            await asyncio.wait((waiter, group.done), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                (waiter, group.done), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             waiter.cancel()
         if group.done.done():
             group.done.result()  # raises the timeout, or the cancel
+        if not waiter.done() or waiter.cancelled():
+            missing = [name for name in workers if not registry.all_ready((name,))]
+            raise WorkerNotReadyError(
+                f"no worker named {', '.join(map(repr, missing))} became ready within"
+                f" {timeout:g} s: is the name right, and is it running on this channel?",
+                job_id=group.job_id,
+                worker=missing[0] if missing else None,
+            )
 
     async def _on_answer(
         self,

@@ -40,6 +40,10 @@ class JobParams:
             means no deadline. The clocks of requester and worker are assumed in sync (NTP).
         wait_ready: Wait until the worker is known to be ready (in this runner's registry)
             before sending the request.
+        ready_timeout: Seconds to wait for a worker the registry does not know yet; then
+            :class:`~natsbus.workers.WorkerNotReadyError` names it (a misspelt or absent
+            worker must not hang the requester). None waits for ever, as pipecat does; with
+            ``timeout`` set too, the sooner applies.
         label: A human-readable description of the work (``"Research: Radiohead"``), kept
             on the job group.
         cancellable: Whether a cancel asked for from outside the requester
@@ -52,12 +56,15 @@ class JobParams:
     timeout: float | None = None
     deadline: float | None = None
     wait_ready: bool = True
+    ready_timeout: float | None = 30.0
     label: str | None = None
     cancellable: bool = True
 
     def __post_init__(self) -> None:
-        if self.timeout is not None and self.timeout <= 0:
-            raise ValueError(f"JobParams.timeout must be positive, got {self.timeout!r}")
+        for name in ("timeout", "ready_timeout"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"JobParams.{name} must be positive, got {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
