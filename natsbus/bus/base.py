@@ -393,8 +393,8 @@ class WorkerBus(EventHandlers, abc.ABC):
         for lane in lanes:
             # LaneQueue.put, inlined: this runs once per message per subscriber.
             queue = lane.queue
-            if len(queue) >= lane.limit:
-                lane.overflow()
+            if len(queue) >= lane.limit and not lane.overflow(message):
+                continue
             queue.append(message)
             if lane.waiter is not None:
                 lane.wake()

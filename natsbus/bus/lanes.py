@@ -3,9 +3,11 @@
 A lane is a deque and the waiter its task parks on. It holds up to its limit
 (:class:`~natsbus.bus.limits.QueueLimits`); what a full lane does depends on what it carries:
 
-* **data**: the oldest queued message is dropped to make room, and counted (reason
-  ``lane_full``): a real-time subscriber wants the newest frames, and the process's memory
-  stays bounded;
+* **data**: the oldest queued message that may go is dropped to make room, and counted
+  (reason ``lane_full``): a real-time subscriber wants the newest frames, and the process's
+  memory stays bounded. Job messages (updates, stream chunks, answers) and lifecycle messages
+  (an end) never go: every job must get its answer; if nothing else is queued, a new frame is
+  the one dropped, and a new job or lifecycle message is kept over the limit;
 * **system**: nothing is dropped (a cancel or an end must never be lost) and nothing blocks:
   the lane goes on growing past its limit, and the subscriber is reported slow. System
   messages are few; a lane that grows past its limit means a stuck handler.
@@ -55,8 +57,9 @@ class LaneStatistics:
 class LaneQueue:
     """One lane: a deque, the waiter its task parks on when empty, and counters.
 
-    To queue a message: call :meth:`overflow` if ``len(queue) >= limit``, append it to
-    ``queue``, then call :meth:`wake` if ``waiter`` is set (the bus's fan-out inlines this).
+    To queue a message: if ``len(queue) >= limit``, call :meth:`overflow`, and append the
+    message to ``queue`` only if it says so; then call :meth:`wake` if ``waiter`` is set (the
+    bus's fan-out inlines this).
 
     Args:
         kind: The lane.
@@ -103,21 +106,44 @@ class LaneQueue:
 
     def put(self, message: BusMessage) -> None:
         """Queue a message, applying the lane's policy if it is full, and wake its task."""
-        if len(self.queue) >= self.limit:
-            self.overflow()
+        if len(self.queue) >= self.limit and not self.overflow(message):
+            return
         self.queue.append(message)
         if self.waiter is not None:
             self.wake()
 
-    def overflow(self) -> None:
-        """Make room for one more message in a full lane (see the module's policy)."""
+    def overflow(self, message: BusMessage) -> bool:
+        """Make room in a full lane for ``message`` (see the module's policy).
+
+        Returns:
+            Whether to queue ``message`` (False: it was the one dropped).
+        """
+        keep = True
         if self.kind is Lane.DATA:
-            self.queue.popleft()
-            self.dropped += 1
-            if self.tally is not None:
-                self.tally.count_drop("lane_full")
-        if self.slow:
-            return
+            keep = self._drop_one(message)
+        if not self.slow:
+            self._slow_began()
+        return keep
+
+    def _drop_one(self, incoming: BusMessage) -> bool:
+        """Drop the oldest message that may go, or else ``incoming`` if it may; False then."""
+        queue = self.queue
+        for index, queued in enumerate(queue):  # the head, almost always
+            if not _kept(queued):
+                del queue[index]
+                self._count_drop()
+                return True
+        if _kept(incoming):
+            return True  # nothing may go: over the limit, rather than lose a job's answer
+        self._count_drop()
+        return False
+
+    def _count_drop(self) -> None:
+        self.dropped += 1
+        if self.tally is not None:
+            self.tally.count_drop("lane_full")
+
+    def _slow_began(self) -> None:
         self.slow = True
         self.slow_episodes += 1
         if self.tally is not None:
@@ -151,3 +177,8 @@ class LaneQueue:
             self.slow_episodes,
             self.slow,
         )
+
+
+def _kept(message: BusMessage) -> bool:
+    """Whether a full lane must keep the message: a job's or a lifecycle message."""
+    return message.job_role is not None or message.durable

@@ -15,7 +15,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from natsbus import BusTTSSpeakMessage, BusWorkerErrorMessage, Codec, QueueLimits
 from natsbus.bus import AsyncQueueBus, NetworkCounts
 from natsbus.bus.nats import NatsBus
-from natsbus.messages import Lane
+from natsbus.messages import (
+    BusEndWorkerMessage,
+    BusJobResponseMessage,
+    BusJobUpdateMessage,
+    JobStatus,
+    Lane,
+)
 from natsbus.observability import BusMetrics
 
 from helpers.recorders import Inbox
@@ -165,3 +171,34 @@ async def test_every_network_count_is_exported(nats_url: str) -> None:
 
 def _text(registry: CollectorRegistry) -> str:
     return generate_latest(registry).decode()
+
+
+async def test_a_full_data_lane_never_drops_a_job_or_lifecycle_message() -> None:
+    bus = AsyncQueueBus(limits=QueueLimits(data_lane=3))
+    recorder = Inbox("rx")
+    await bus.subscribe(recorder)
+    answer = BusJobResponseMessage("j1", JobStatus.COMPLETED, source="w", target="rx")
+    end = BusEndWorkerMessage(source="boss", target="rx")
+    await bus.send(answer)
+    await bus.send(end)
+    await bus.send(speak(0))
+    await bus.send(speak(1))  # full: the oldest that may go is frame 0, behind the two
+    lane = bus.statistics().subscribers["rx"].data
+    assert (lane.queued, lane.dropped) == (3, 1)
+    update = BusJobUpdateMessage("j1", {"p": 1}, source="w", target="rx")
+    await bus.send(update)  # full again: frame 1 goes
+    await bus.send(speak(2))  # nothing else may go: the new frame is the one dropped
+    await bus.send(BusJobUpdateMessage("j1", {"p": 2}, source="w", target="rx"))  # kept, over
+    lane = bus.statistics().subscribers["rx"].data
+    assert (lane.queued, lane.dropped) == (4, 3)
+    async with bus:
+        for _ in range(100):
+            if len(recorder.received) == 4:
+                break
+            await asyncio.sleep(0.01)
+    assert [type(m).__name__ for m in recorder.received] == [
+        "BusJobResponseMessage",
+        "BusEndWorkerMessage",
+        "BusJobUpdateMessage",
+        "BusJobUpdateMessage",
+    ]
