@@ -323,8 +323,21 @@ async def client_runner(
 
 async def leader_kill(steady: float, after: float) -> Run:
     """Kill the node leading the request stream after ``steady`` seconds of jobs."""
+    return await _leader_fault(steady, after, kill=True)
+
+
+async def leader_step_down(steady: float, after: float) -> Run:
+    """Ask the request stream's leader to step down after ``steady`` seconds of jobs.
+
+    What a graceful stop does (nats-server's lame-duck mode on SIGTERM, a rolling update): the
+    leadership moves without waiting for an election timeout.
+    """
+    return await _leader_fault(steady, after, kill=False)
+
+
+async def _leader_fault(steady: float, after: float, *, kill: bool) -> Run:
     async with NatsCluster(size=3) as cluster:
-        urls, channel = cluster.urls, f"failover-{uuid.uuid4().hex[:6]}"
+        urls, channel = cluster.urls, f"leader-{uuid.uuid4().hex[:6]}"
         workers = [Worker(urls, channel) for _ in range(2)]
         for worker in workers:
             await worker.start()
@@ -337,46 +350,23 @@ async def leader_kill(steady: float, after: float) -> Run:
             leader = await leader_of(urls, stream)
             victim = int(leader.rsplit("-", 1)[1])
             fault_at = time.time()
-            await cluster.nodes[victim].kill()
-            survivors = [url for i, url in enumerate(urls) if i != victim]
+            if kill:
+                await cluster.nodes[victim].kill()
+            else:
+                admin = await nats.connect(servers=urls)
+                try:
+                    await admin.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", b"", timeout=5)
+                finally:
+                    await admin.close()
+            survivors = [url for i, url in enumerate(urls) if not (kill and i == victim)]
             election = await time_to_new_leader(survivors, stream, leader, fault_at)
             await sending
         for worker in workers:
             await worker.stop()
-    name = f"stream-leader SIGKILL ({leader}) at {steady:.0f} s"
-    return Run(name, outcomes, workers, fault_at, election)
-
-
-async def leader_step_down(steady: float, after: float) -> Run:
-    """Ask the request stream's leader to step down after ``steady`` seconds of jobs.
-
-    What a graceful stop does (nats-server's lame-duck mode on SIGTERM, a rolling update): the
-    leadership moves without waiting for an election timeout.
-    """
-    async with NatsCluster(size=3) as cluster:
-        urls, channel = cluster.urls, f"stepdown-{uuid.uuid4().hex[:6]}"
-        workers = [Worker(urls, channel) for _ in range(2)]
-        for worker in workers:
-            await worker.start()
-        outcomes: list[Outcome] = []
-        async with client_runner(urls, channel) as (runner, client):
-            total = int((steady + after) * RATE)
-            sending = asyncio.create_task(send_jobs(client, total, outcomes))
-            await asyncio.sleep(steady)
-            stream = runner.bus.layout.request_stream  # type: ignore[attr-defined]
-            leader = await leader_of(urls, stream)
-            fault_at = time.time()
-            admin = await nats.connect(servers=urls)
-            try:
-                await admin.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", b"", timeout=5)
-            finally:
-                await admin.close()
-            election = await time_to_new_leader(urls, stream, leader, fault_at)
-            await sending
-        for worker in workers:
-            await worker.stop()
-    name = f"stream-leader step-down ({leader}) at {steady:.0f} s"
-    return Run(name, outcomes, workers, fault_at, election)
+    how = "SIGKILL" if kill else "step-down"
+    return Run(
+        f"stream-leader {how} ({leader}) at {steady:.0f} s", outcomes, workers, fault_at, election
+    )
 
 
 async def worker_kills(steady: float, killing: float) -> Run:

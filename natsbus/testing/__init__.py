@@ -10,8 +10,8 @@ Example::
         nc = await nats.connect(server.url)
 """
 
+from natsbus.testing.nats_cluster import NatsCluster
 from natsbus.testing.nats_server import (
-    NatsCluster,
     NatsServer,
     NatsServerNotFoundError,
     NatsServerStartError,

@@ -85,9 +85,11 @@ class Interest:
                 done, and the next call completes the rest.
         """
         async with self._lock:
-            for subject in set(self._subscriptions) - set(self._wanted_subjects()):
+            targets = self._wanted_targets()
+            wanted = self._wanted_subjects(targets)
+            for subject in set(self._subscriptions) - set(wanted):
                 await _unsubscribe_quietly(self._subscriptions.pop(subject))
-            for subject, lane in self._wanted_subjects().items():
+            for subject, lane in wanted.items():
                 if subject not in self._subscriptions:
                     self._subscriptions[subject] = await self._clients[lane].subscribe(
                         subject,
@@ -95,7 +97,7 @@ class Interest:
                         pending_msgs_limit=self._limits.subscription_messages,
                         pending_bytes_limit=self._limits.subscription_bytes,
                     )
-            await self._jobs.sync(*self.job_workers(), self._wanted_targets())
+            await self._jobs.sync(*self.job_workers(), targets)
             for client in self._clients.values():
                 await client.flush()
 
@@ -153,8 +155,8 @@ class Interest:
             targets.update(declared)
         return targets
 
-    def _wanted_subjects(self) -> dict[str, Lane]:
-        targets = self._wanted_targets()
+    def _wanted_subjects(self, targets: set[str] | None) -> dict[str, Lane]:
+        """The core subjects of ``targets`` (None: every subject, for an observer)."""
         layout = self._layout
         if targets is None:
             return {layout.everything(lane): lane for lane in _LANES}
