@@ -2,7 +2,9 @@
 
 Prints, in one run:
 1. data-message throughput, 1 publisher bus -> 1 subscriber bus (~100-byte messages), beside
-   raw nats-py publish -> subscribe of the same bytes, and their ratio (target >= 0.5x);
+   raw nats-py publish -> subscribe of the same bytes, and their ratio (target >= 0.5x); and
+   the cost of the receiver's sender check (``natsbus.bus.nats.senders``), against the same
+   bus with the check switched off (target <= 5%);
 2. job request -> response round trip over JetStream, p50/p99, beside raw nats-py
    request/reply (target: p50 <= 4x raw);
 3. the latency of a system message sent while 20,000 data messages are in flight to a
@@ -17,12 +19,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import contextlib
 import statistics
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 
 import nats
+from nats.aio.msg import Msg
 
 from natsbus import (
     BusCancelMessage,
@@ -36,10 +41,26 @@ from natsbus import (
     QueueLimits,
     encode,
 )
+from natsbus.bus.nats.jobs import JobChannel
 from natsbus.testing import NatsServer
 
 PAIRS = 5
 TEXT = "x" * 60  # with the envelope, about 100 bytes on the wire
+
+
+def _admit_everything(channel: JobChannel, message: BusMessage, subject: str) -> bool:
+    return True
+
+
+@contextlib.contextmanager
+def sender_check_off() -> Iterator[None]:
+    """The receiving bus (in this process) without its sender check: the baseline of its cost."""
+    checked = JobChannel.admits
+    JobChannel.admits = _admit_everything  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        JobChannel.admits = checked  # type: ignore[method-assign]
 
 
 def verdict(met: bool) -> str:
@@ -139,7 +160,7 @@ async def raw_request_reply(url: str, rounds: int) -> list[float]:
     requester, responder = await nats.connect(url), await nats.connect(url)
     subject = f"rr.{uuid.uuid4().hex}"
 
-    async def answer(msg: nats.aio.msg.Msg) -> None:
+    async def answer(msg: Msg) -> None:
         await msg.respond(msg.data)
 
     await responder.subscribe(subject, cb=answer)
@@ -301,9 +322,12 @@ async def main() -> None:
         # shared machine the load drifts between runs more than the bus's cost does.
         raw_rates: list[float] = []
         bus_rates: list[float] = []
+        unchecked_rates: list[float] = []
         for _ in range(PAIRS):
             raw_rates.append(await raw_throughput(url, payload, n))
             bus_rates.append(await bus_throughput(url, n))
+            with sender_check_off():
+                unchecked_rates.append(await bus_throughput(url, n))
         raw_rate = statistics.median(raw_rates)
         bus_rate = statistics.median(bus_rates)
         size = len(payload)
@@ -315,6 +339,10 @@ async def main() -> None:
         print(f"   NatsBus            {bus_rate:>12,.0f} msg/s (median)")
         ratio = statistics.median(b / r for b, r in zip(bus_rates, raw_rates, strict=True))
         print(f"   ratio              {ratio:>12.2f}x   (target >= 0.5x: {verdict(ratio >= 0.5)})")
+        unchecked = statistics.median(unchecked_rates)
+        cost = 1 - statistics.median(b / u for b, u in zip(bus_rates, unchecked_rates, strict=True))
+        print(f"   without the sender check {unchecked:>6,.0f} msg/s (median)")
+        print(f"   sender check cost  {cost:>12.1%}    (target <= 5%: {verdict(cost <= 0.05)})")
 
         raw_rtt = await raw_request_reply(url, rounds)
         job_rtt = await job_round_trips(url, rounds)

@@ -34,6 +34,7 @@ from natsbus.bus import (
 from natsbus.codec import Codec, decode, encode, register_frame_type, register_message_type
 from natsbus.errors import (
     BusClosedError,
+    BusPermissionError,
     BusUnavailableError,
     CodecError,
     DecodeError,
@@ -119,6 +120,9 @@ _LAZY: dict[str, str] = {
     "JetStreamOptions": "natsbus.bus.nats",
     "NatsBus": "natsbus.bus.nats",
     "NatsConnectOptions": "natsbus.bus.nats",
+    "BusRole": "natsbus.access",
+    "PermissionSet": "natsbus.access",
+    "permissions": "natsbus.access",
 }
 
 
@@ -132,6 +136,7 @@ def __getattr__(name: str) -> object:
 
 
 if TYPE_CHECKING:
+    from natsbus.access import BusRole, PermissionSet, permissions
     from natsbus.bus.nats import JetStreamOptions, NatsBus, NatsConnectOptions
 
 __all__ = [
@@ -162,6 +167,8 @@ __all__ = [
     "BusJobUpdateUrgentMessage",
     "BusLocalMessage",
     "BusMessage",
+    "BusPermissionError",
+    "BusRole",
     "BusState",
     "BusStatistics",
     "BusSubscriber",
@@ -208,6 +215,7 @@ __all__ = [
     "NoOpDispatchObserver",
     "Payload",
     "PayloadTooDeepError",
+    "PermissionSet",
     "PipelineRunner",
     "QueueLimits",
     "RegistrationError",
@@ -225,6 +233,7 @@ __all__ = [
     "decode",
     "encode",
     "job",
+    "permissions",
     "register_frame_type",
     "register_message_type",
 ]

@@ -1,5 +1,8 @@
 """The ``natsbus`` command.
 
+``natsbus permissions --channel C --name N --role R`` prints the least NATS permissions of
+a bus in that role (see :mod:`natsbus.access`).
+
 ``natsbus run module:WorkerClass`` hosts one worker in a :class:`~natsbus.workers.WorkerRunner`
 until it ends: on NATS with ``--nats-url`` (the container entrypoint of a deployment), or on
 the in-process bus without it. SIGTERM drains (running jobs finish within ``--grace-period``)
@@ -25,7 +28,7 @@ from natsbus import __version__
 from natsbus._cli_nats import add_nats_arguments, nats_options
 from natsbus._redact import redact_url
 from natsbus.bus import AsyncQueueBus, WorkerBus
-from natsbus.errors import BusUnavailableError
+from natsbus.errors import BusPermissionError, BusUnavailableError
 from natsbus.observability import BusMetrics, BusTracing, Health, ObservabilityServer
 from natsbus.workers import BaseWorker, WorkerRunner
 
@@ -125,6 +128,25 @@ async def _serve(args: argparse.Namespace) -> int:
     return EXIT_CANCELLED if runner.cancelled else 0
 
 
+def _print_permissions(args: argparse.Namespace) -> int:
+    from natsbus.access import permissions  # noqa: PLC0415  (loads the NATS layout)
+
+    found = permissions(
+        channel=args.channel,
+        names=args.name,
+        role=args.role,
+        prefix=args.prefix,
+        stream=args.stream,
+    )
+    if args.json:
+        print(found.to_json())
+    else:
+        print(f"# natsbus {__version__}: role {args.role} on channel {args.channel!r}")
+        print(f"# names: {', '.join(args.name) or '(none)'}; inbox prefix {found.inbox_prefix}")
+        print(found.to_server_config())
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="natsbus",
@@ -134,6 +156,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"natsbus {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    access = commands.add_parser(
+        "permissions",
+        help="print the least NATS permissions of a bus",
+        description="Print the NATS permissions a bus needs in a role: a nats-server"
+        " `permissions` block, or with --json the permissions object.",
+    )
+    access.add_argument("--channel", default="default", help="the channel (default: default)")
+    access.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        help="a worker the bus hosts (repeat for several; none for an observer)",
+    )
+    access.add_argument(
+        "--role",
+        choices=("worker", "requester", "runner", "observer"),
+        default="worker",
+        help="what the bus does: run jobs, request them only, also make the streams"
+        " (natsbus run), or only read (default: worker)",
+    )
+    access.add_argument("--prefix", default="natsbus", help="subject prefix (default: natsbus)")
+    access.add_argument(
+        "--stream", default="NATSBUS_JOBS", help="job stream name (default: NATSBUS_JOBS)"
+    )
+    access.add_argument("--json", action="store_true", help="print the permissions as JSON")
     run = commands.add_parser("run", help="host one worker until it ends")
     run.add_argument("target", help="the worker, as module:WorkerClass")
     run.add_argument("--name", help="the worker's name (default: the class's default)")
@@ -197,13 +244,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=getattr(args, "log_level", "WARNING").upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     try:
+        if args.command == "permissions":
+            return _print_permissions(args)
         return asyncio.run(_serve(args))
-    except BusUnavailableError as error:
+    except (BusUnavailableError, BusPermissionError) as error:
         # The message says what failed and where (passwords replaced); the nats-py errors
         # chained under it would only repeat it at length.
         print(f"natsbus: {error}", file=sys.stderr)

@@ -17,14 +17,17 @@ know natsbus. The hierarchy::
     │   └── MessageTooLargeError (ValueError) over the configured size limit (either direction)
     ├── RegistrationError (ValueError)  a wire name or class registered twice or badly
     ├── BusClosedError (RuntimeError)   the bus was stopped by its owner ("closed by us")
-    └── BusUnavailableError (ConnectionError)  the network broke it: the server is away and
-                                        nothing more can be buffered ("broken by the peer")
+    ├── BusUnavailableError (ConnectionError)  the network broke it: the server is away and
+    │                                   nothing more can be buffered ("broken by the peer")
+    └── BusPermissionError (PermissionError)  the server refused an operation the bus needs
+                                        (its NATS user lacks a permission)
 """
 
 from __future__ import annotations
 
 __all__ = [
     "BusClosedError",
+    "BusPermissionError",
     "BusUnavailableError",
     "CodecError",
     "DecodeError",
@@ -121,3 +124,22 @@ class BusClosedError(NatsBusError, RuntimeError):
 
 class BusUnavailableError(NatsBusError, ConnectionError):
     """The NATS server cannot be reached and the message could not be buffered for later."""
+
+
+class BusPermissionError(NatsBusError, PermissionError):
+    """The NATS server refused an operation the bus needs: its user lacks a permission.
+
+    ``natsbus permissions`` prints the set a bus needs for its role.
+
+    Attributes:
+        operation: ``"publish"`` or ``"subscribe"``.
+        subject: The subject the server refused.
+    """
+
+    def __init__(self, operation: str, subject: str) -> None:
+        super().__init__(
+            f"the NATS server refused to let this user {operation} on {subject!r}: its"
+            " permissions lack it (see `natsbus permissions` for the set a bus needs)"
+        )
+        self.operation = operation
+        self.subject = subject

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 import pytest
 
@@ -80,3 +81,20 @@ def test_version_and_plain_help(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     help_text = capsys.readouterr().out
     assert "``" not in help_text and ":class:" not in help_text
+
+
+def test_permissions_prints_the_generated_set(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["permissions", "--channel", "shop", "--name", "pay ments", "--role", "runner"]
+    assert main([*argv, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = natsbus.permissions(channel="shop", names=["pay ments"], role="runner")
+    assert printed == expected.as_dict()
+    assert main(argv) == 0
+    block = capsys.readouterr().out
+    assert expected.to_server_config() in block
+    assert "inbox prefix _INBOX.natsbus.shop" in block
+
+
+def test_permissions_without_a_name_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["permissions", "--channel", "shop", "--role", "worker"]) == 2
+    assert "--name" in capsys.readouterr().err

@@ -51,9 +51,9 @@ def test_the_nats_bus_names_each_messages_subject() -> None:
     stored = messages.BusCancelMessage(source="a")
     ended = messages.BusEndWorkerMessage(source="a", target="w")
     core = messages.BusTTSSpeakMessage("hi", source="a", target="w")
-    assert bus.destination_of(request) == "natsbus.c.job.req.w"
-    assert bus.destination_of(cancel) == "natsbus.c.job.ctl.w"
-    assert bus.destination_of(answer) == "natsbus.c.job.rsp.*.sys"
-    assert bus.destination_of(stored) == "natsbus.c.life.sys.all"
-    assert bus.destination_of(ended) == "natsbus.c.life.data.to.w"
-    assert bus.destination_of(core) == "natsbus.c.data.to.w"
+    assert bus.destination_of(request) == "natsbus.c.job.req.w.a"
+    assert bus.destination_of(cancel) == "natsbus.c.job.ctl.w.a"
+    assert bus.destination_of(answer) == "natsbus.c.job.rsp.*.sys.w"
+    assert bus.destination_of(stored) == "natsbus.c.life.sys.all.a"
+    assert bus.destination_of(ended) == "natsbus.c.life.data.to.w.a"
+    assert bus.destination_of(core) == "natsbus.c.data.to.w.a"

@@ -71,6 +71,14 @@ class NetworkCounts:
             that is not natsbus), sent on the requester's core subject instead.
         publish_retries: Job messages published again because the stream did not acknowledge
             them in time.
+        forged_source: Messages dropped because their ``source`` is not the sender token of
+            the subject they came on (see :mod:`natsbus.bus.nats.senders`).
+        unexpected_answers: Job updates, stream chunks and responses dropped because this bus
+            did not ask their sender for that job.
+        unexpected_controls: Job cancels and update requests dropped because their sender did
+            not request the job they name.
+        permission_denials: Operations the server refused because the bus's user lacks a
+            permission (what was published is lost).
     """
 
     dropped_disconnected: int = 0
@@ -85,6 +93,10 @@ class NetworkCounts:
     duplicate_job_ids: int = 0
     unrouted_replies: int = 0
     publish_retries: int = 0
+    forged_source: int = 0
+    unexpected_answers: int = 0
+    unexpected_controls: int = 0
+    permission_denials: int = 0
 
     def copy(self) -> NetworkCounts:
         """Return an independent copy (for a snapshot)."""

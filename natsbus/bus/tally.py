@@ -38,6 +38,9 @@ DROP_REASONS: Final = (
     "lane_full",  # the oldest data message of a full lane
     "bus_stopped",  # sent to, or arriving at, a stopped bus
     "unhandled_at_stop",  # still queued when its subscriber or the bus stopped
+    "forged_source",  # its source is not the sender token of its subject
+    "unexpected_answer",  # a job answer from a worker this bus did not ask
+    "unexpected_control",  # a job control from a worker that did not request the job
 )
 """Every reason a message is dropped for: a closed set, each exported from the start."""
 

@@ -66,6 +66,7 @@ DEAD_LETTERED: Final = "natsbus_jobs_dead_lettered_total"
 SLOW_CONSUMERS: Final = "natsbus_slow_consumers_total"
 SENT_DISCONNECTED: Final = "natsbus_messages_sent_disconnected_total"
 JOB_ANOMALIES: Final = "natsbus_job_anomalies_total"
+PERMISSION_DENIALS: Final = "natsbus_permission_denials_total"
 CONNECTION_UP: Final = "natsbus_connection_up"
 RECONNECTS: Final = "natsbus_reconnects_total"
 CONSUMER_PENDING: Final = "natsbus_jetstream_consumer_pending_messages"
@@ -88,6 +89,7 @@ METRIC_NAMES: Final = frozenset(
         SLOW_CONSUMERS,
         SENT_DISCONNECTED,
         JOB_ANOMALIES,
+        PERMISSION_DENIALS,
         CONNECTION_UP,
         RECONNECTS,
         CONSUMER_PENDING,
@@ -243,6 +245,11 @@ class BusMetrics:
             SENT_DISCONNECTED: CounterMetricFamily(
                 SENT_DISCONNECTED,
                 "Core messages sent while the server was away: buffered, and maybe lost.",
+                labels=("bus",),
+            ),
+            PERMISSION_DENIALS: CounterMetricFamily(
+                PERMISSION_DENIALS,
+                "Operations the NATS server refused: the bus's user lacks a permission.",
                 labels=("bus",),
             ),
             SLOW_CONSUMERS: CounterMetricFamily(
@@ -415,6 +422,7 @@ class BusMetrics:
         redelivered: Counter[tuple[str]] = Counter()
         dead_lettered: Counter[tuple[str]] = Counter()
         sent_disconnected: Counter[tuple[str]] = Counter()
+        denials: Counter[tuple[str]] = Counter()
         for kind, counts in network.items():
             for reason in DECODE_ERROR_REASONS:
                 decode_errors[(kind, reason)] += 0
@@ -424,6 +432,9 @@ class BusMetrics:
             drops[(kind, "disconnected")] += counts.dropped_disconnected
             drops[(kind, "duplicate")] += counts.duplicates
             drops[(kind, "slow_consumer")] += counts.slow_consumer_drops
+            drops[(kind, "forged_source")] += counts.forged_source
+            drops[(kind, "unexpected_answer")] += counts.unexpected_answers
+            drops[(kind, "unexpected_control")] += counts.unexpected_controls
             for lane in Lane:
                 reconnects[(kind, lane.value)] += counts.reconnects[lane]
             anomalies[(kind, "duplicate_job_id")] += counts.duplicate_job_ids
@@ -433,8 +444,10 @@ class BusMetrics:
             redelivered[(kind,)] += counts.redelivered
             dead_lettered[(kind,)] += counts.dead_lettered
             sent_disconnected[(kind,)] += counts.sent_disconnected
+            denials[(kind,)] += counts.permission_denials
         self._add_all(families[DECODE_ERRORS], decode_errors)
         self._add_all(families[SENT_DISCONNECTED], sent_disconnected)
+        self._add_all(families[PERMISSION_DENIALS], denials)
         self._add_all(families[RECONNECTS], reconnects)
         self._add_all(families[REDELIVERIES], redelivered)
         self._add_all(families[DEAD_LETTERED], dead_lettered)

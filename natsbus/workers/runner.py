@@ -131,8 +131,12 @@ class WorkerRunner(EventHandlers, BusSubscriber):
 
     @property
     def bus_targets(self) -> frozenset[str]:
-        """A runner answers to its own name (lifecycle requests are broadcasts)."""
-        return frozenset((self._name,))
+        """None targeted: what a runner handles (end, cancel, registry, ready) is broadcast.
+
+        So a network bus never subscribes to a runner's name, which is per process (a pod's
+        name) and so cannot be in a NATS user's permissions written in advance.
+        """
+        return frozenset()
 
     @property
     def bus_job_targets(self) -> frozenset[str]:
@@ -376,7 +380,8 @@ class WorkerRunner(EventHandlers, BusSubscriber):
             for w in self._workers.values()
             if w.started_at is not None
         ]
-        await self._bus.send(BusWorkerRegistryMessage(self._name, entries, source=self._name))
+        if entries:  # as pipecat: an empty snapshot tells nobody anything
+            await self._bus.send(BusWorkerRegistryMessage(self._name, entries, source=self._name))
 
     async def _on_registry(self, message: BusWorkerRegistryMessage) -> None:
         if message.runner == self._name:

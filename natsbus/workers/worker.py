@@ -122,6 +122,11 @@ class BaseWorker(WorkerActions, JobMethods, PipecatState, EventHandlers, BusSubs
     default_name: ClassVar[str | None] = None
     """The name instances get when none is given."""
 
+    runs_jobs: ClassVar[bool] = True
+    """Whether the worker takes job requests. One that only asks for jobs (a client) says
+    False: a network bus then keeps no job consumer for it (requests to it wait in the
+    stream, unanswered), and its NATS user needs only the ``requester`` permissions."""
+
     def __init__(
         self,
         name: str | None = None,
@@ -193,6 +198,11 @@ class BaseWorker(WorkerActions, JobMethods, PipecatState, EventHandlers, BusSubs
     def active(self) -> bool:
         """Whether the worker is active (takes new jobs)."""
         return self._lifecycle.active
+
+    @property
+    def bus_job_targets(self) -> frozenset[str]:
+        """The worker's own name, unless it runs no jobs (:attr:`runs_jobs`)."""
+        return frozenset((self.name,)) if self.runs_jobs else frozenset()
 
     @property
     def bus_taking_jobs(self) -> bool:

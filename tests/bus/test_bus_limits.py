@@ -110,7 +110,7 @@ async def test_a_nats_subscription_past_its_limit_is_counted_as_slow_consumer_dr
             # Published by raw nats-py in one burst: the bus's subscription reads faster than
             # it decodes, so a 2-message limit is passed.
             data = Codec().encode(speak(0))
-            subject = bus.layout.targeted(Lane.DATA, "rx")
+            subject = bus.layout.targeted(Lane.DATA, "rx", speak(0).source)
             for _ in range(5_000):
                 await raw.publish(subject, data)
             await raw.flush()
@@ -145,6 +145,13 @@ async def test_every_network_count_is_exported(nats_url: str) -> None:
         "unrouted_replies": ("natsbus_job_anomalies_total", {"kind": "unrouted_reply"}),
         "publish_retries": ("natsbus_job_anomalies_total", {"kind": "publish_retry"}),
         "answered_elsewhere": ("natsbus_job_anomalies_total", {"kind": "answered_elsewhere"}),
+        "forged_source": ("natsbus_messages_dropped_total", {"reason": "forged_source"}),
+        "unexpected_answers": ("natsbus_messages_dropped_total", {"reason": "unexpected_answer"}),
+        "unexpected_controls": (
+            "natsbus_messages_dropped_total",
+            {"reason": "unexpected_control"},
+        ),
+        "permission_denials": ("natsbus_permission_denials_total", {}),
     }
     names = [spec.name for spec in dataclasses.fields(NetworkCounts)]
     assert sorted(exported) == sorted(names), "a count without an exported series"

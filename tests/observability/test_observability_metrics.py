@@ -173,7 +173,9 @@ async def test_nats_exchange_jobs_and_bad_input_show_in_metrics(nats_url: str) -
         await within(receiver.done.wait())
         # Garbage on the receiving bus's subject: counted as a decode error, and dropped.
         raw = await nats.connect(nats_url)
-        await raw.publish(runner.bus.layout.targeted("data", "receiver"), b"\xff not protobuf")
+        await raw.publish(
+            runner.bus.layout.targeted("data", "receiver", "garbage"), b"\xff not protobuf"
+        )
         await raw.flush()
         await raw.close()
 

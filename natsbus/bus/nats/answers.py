@@ -22,6 +22,7 @@ cover every delivery (``ack_wait`` times ``max_attempts``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 from nats.js.client import JetStreamContext
@@ -44,20 +45,26 @@ class AnsweredCheck:
     Args:
         jetstream: A JetStream context to publish claims and read messages with.
         stream: The stream the answers are stored in.
-        claim_subject: A subject of that stream that no consumer reads.
+        claim_subject: Returns the subject to claim a worker's requests on: one of that
+            stream that no consumer reads, under the worker's sender token.
         timeout: Seconds to wait for each answer of the server.
     """
 
     def __init__(
-        self, jetstream: JetStreamContext, *, stream: str, claim_subject: str, timeout: float
+        self,
+        jetstream: JetStreamContext,
+        *,
+        stream: str,
+        claim_subject: Callable[[str], str],
+        timeout: float,
     ) -> None:
         self._jetstream = jetstream
         self._stream = stream
         self._claim_subject = claim_subject
         self._timeout = timeout
 
-    async def answered(self, request_id: str, delivered: int) -> bool:
-        """Whether any delivery before ``delivered`` of the request was answered.
+    async def answered(self, request_id: str, delivered: int, worker: str) -> bool:
+        """Whether any delivery before ``delivered`` of the request to ``worker`` was answered.
 
         Claims every earlier delivery that was not, so that none of them can be answered now.
 
@@ -65,6 +72,7 @@ class AnsweredCheck:
             nats.errors.Error: The server did not answer (the caller cannot tell; it should
                 let the request be delivered again later).
         """
+        subject = self._claim_subject(worker)
         for attempt in range(1, delivered):
             headers = {
                 MSG_ID_HEADER: answer_id(request_id, attempt),
@@ -72,7 +80,7 @@ class AnsweredCheck:
                 EXPECTED_STREAM_HEADER: self._stream,
             }
             ack = await self._jetstream.publish(
-                self._claim_subject, b"", timeout=self._timeout, headers=headers
+                subject, b"", timeout=self._timeout, headers=headers
             )
             if not ack.duplicate:
                 continue  # claimed now: delivery `attempt` was not answered, and cannot be

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 import math
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import ClassVar, Final
 
 from nats.aio.client import Client
@@ -49,6 +50,8 @@ from natsbus.bus.nats.interest import Interest
 from natsbus.bus.nats.jobs import JobChannel, mapped
 from natsbus.bus.nats.layout import DEFAULT_PREFIX, SubjectLayout
 from natsbus.bus.nats.options import JetStreamOptions, NatsConnectOptions
+from natsbus.bus.nats.senders import sender_name
+from natsbus.bus.nats.subjects import encode_token
 from natsbus.bus.nats.watch import ConnectionWatch
 from natsbus.bus.statistics import BusStatistics, NetworkCounts, NetworkStatistics
 from natsbus.bus.subscriber import BusSubscriber
@@ -126,17 +129,16 @@ class NatsBus(WorkerBus):
         )
         options = connect_options or NatsConnectOptions()
         if servers is not None:
-            options = NatsConnectOptions(
-                **{
-                    **options.__dict__,
-                    "servers": (servers,) if isinstance(servers, str) else servers,
-                }
+            options = dataclasses.replace(
+                options, servers=(servers,) if isinstance(servers, str) else servers
             )
         if not channel:
             raise ValueError("NatsBus channel must be a non-empty name")
-        self._options = options
         self._js_options = jetstream_options or JetStreamOptions()
         self._layout = SubjectLayout(channel, prefix, self._js_options.stream)
+        if options.inbox_prefix is None:
+            options = dataclasses.replace(options, inbox_prefix=self._layout.inbox_prefix)
+        self._options = options
         self._codec = codec or Codec()
         self._counts = NetworkCounts()
         if self._tally is not None:
@@ -155,6 +157,7 @@ class NatsBus(WorkerBus):
             deliver=self.on_message_received,
             stamp=self.stamp,
             counts=self._counts,
+            name=self.name,
         )
         self._interest = Interest(
             layout=self._layout,
@@ -174,8 +177,9 @@ class NatsBus(WorkerBus):
             counts=self._counts,
             # Pending pull requests died with the old connection: ask again at once.
             on_reconnected=self._jobs.renew,
+            tokens=self._subject_tokens,
         )
-        self._core_subjects: dict[tuple[Lane, str | None], str] = {}
+        self._core_subjects: dict[tuple[Lane, str | None, str], str] = {}
 
     # --- identity -----------------------------------------------------------------------------
 
@@ -216,6 +220,8 @@ class NatsBus(WorkerBus):
         Raises:
             BusUnavailableError: No server could be reached or it refused the connection, or
                 JetStream is not available there, or a step of the start failed.
+            BusPermissionError: The server refused a subscription or a JetStream call the bus
+                needs (its user lacks a permission: see ``natsbus permissions``).
             BusClosedError: The bus was stopped: unlike an in-process bus, a NatsBus is not
                 started again (its consumers and connections are gone); make a new one.
         """
@@ -226,11 +232,12 @@ class NatsBus(WorkerBus):
         async with contextlib.AsyncExitStack() as undo:
             await self._connect()
             undo.push_async_callback(self._close_clients)
-            await self._jobs.open(self._clients, self._jetstream)
+            guard = self._watch.guard  # a refused permission fails the step at once
+            await guard(self._jobs.open(self._clients, self._jetstream))
             undo.push_async_callback(self._jobs.close)
             await super().start()
             undo.push_async_callback(super().stop)
-            await mapped("subscribing", self._interest.open(self._clients))
+            await guard(mapped("subscribing", self._interest.open(self._clients)))
             undo.pop_all()  # started: from now on stop() releases it all
         backlog, self._sent_before_start = self._sent_before_start, []
         for message in backlog:
@@ -380,13 +387,14 @@ class NatsBus(WorkerBus):
             return
         if route is _Route.STORED:
             await self._jobs.publish_stored(
-                message, data, self._layout.lifecycle(lane, message.target)
+                message, data, self._layout.lifecycle(lane, message.target, sender_name(message))
             )
             self.on_message_received(message)
             return
-        subject = self._core_subjects.get((lane, message.target))
+        key = (lane, message.target, message.source)
+        subject = self._core_subjects.get(key)
         if subject is None:
-            subject = self._core_subject(lane, message.target)
+            subject = self._core_subject(*key)
         if not client.is_connected:
             self._watch.sent_disconnected(lane)
         try:
@@ -415,31 +423,43 @@ class NatsBus(WorkerBus):
 
     def destination_of(self, message: BusMessage) -> str:
         """The subject a message is published on (for a job reply: the asking instance's)."""
-        target, lane, role = message.target, message.lane, message.job_role
+        target, lane, role, source = message.target, message.lane, message.job_role, message.source
+        layout = self._layout
         if role is JobRole.REQUEST and target is not None:
-            return self._layout.job_requests(target)
+            return layout.job_requests(target, source)
         if role is JobRole.CONTROL and target is not None:
-            return self._layout.job_control(target)
+            return layout.job_control(target, source)
         if role is not None:
-            return self._layout.job_replies("*", lane)  # the instance is chosen on sending
+            return layout.job_replies("*", lane, source)  # the instance is chosen on sending
         if message.durable:
-            return self._layout.lifecycle(lane, target)
+            return layout.lifecycle(lane, target, sender_name(message))
         if target is None:
-            return self._layout.broadcast(lane)
-        return self._layout.targeted(lane, target)
+            return layout.broadcast(lane, source)
+        return layout.targeted(lane, target, source)
 
-    def _core_subject(self, lane: Lane, target: str | None) -> str:
+    def _subject_tokens(self) -> Iterator[str]:
+        """The tokens of this bus's subjects and JetStream names (to spell a refusal)."""
+        layout = self._layout
+        yield from (*layout.root.split("."), layout.stream, layout.request_stream)
+        for subscriber in self.subscribers:
+            for name in {*(subscriber.bus_targets or ()), *subscriber.bus_job_targets}:
+                yield encode_token(name)
+                yield layout.job_consumer(name)
+
+    def _core_subject(self, lane: Lane, target: str | None, source: str) -> str:
         if len(self._core_subjects) >= _SUBJECT_CACHE_SIZE:
             self._core_subjects.clear()  # targets may be per session: keep the cache bounded
         subject = (
-            self._layout.broadcast(lane) if target is None else self._layout.targeted(lane, target)
+            self._layout.broadcast(lane, source)
+            if target is None
+            else self._layout.targeted(lane, target, source)
         )
-        self._core_subjects[(lane, target)] = subject
+        self._core_subjects[(lane, target, source)] = subject
         return subject
 
     async def _on_core_message(self, msg: Msg) -> None:
         message = self._decoder.decode(msg.data, msg.subject)
-        if message is not None:
+        if message is not None and self._jobs.admits(message, msg.subject):
             self.on_message_received(message)
         # nats-py hands a subscription's backlog to this callback without ever yielding; a
         # deep data backlog would hold the loop while a cancel waits on the system socket.

@@ -35,8 +35,9 @@ _RECHECK_DELAY: Final = 1.0
 whether it was answered (the server is away or electing a leader)."""
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], None]
+Admits = Callable[[BusMessage, str], bool]
 AnswerError = Callable[[BusJobRequestMessage, TakenJob, str], None]
-WasAnswered = Callable[[str, int], Awaitable[bool]]
+WasAnswered = Callable[[TakenJob], Awaitable[bool]]
 
 
 class JobIntake:
@@ -49,14 +50,17 @@ class JobIntake:
         deliver: Hands a message to the local subscribers.
         answer_error: Answers a request with status ``error`` and a reason, then terminates
             its delivery: ``(request, delivery, reason)``.
-        was_answered: Asks the stream whether a delivery before the given one of the request
-            with this id was answered (:meth:`AnsweredCheck.answered
+        was_answered: Asks the stream whether a delivery before this one of the job's request
+            was answered (:meth:`AnsweredCheck.answered
             <natsbus.bus.nats.answers.AnsweredCheck.answered>`).
         instance: This bus's instance id (it skips the lifecycle messages it stored itself).
         counts: Where ``duplicates``, ``dead_lettered``, ``duplicate_job_ids``,
             ``redelivered`` (requests delivered more than once) and ``answered_elsewhere``
             are counted.
         spawn: Runs a coroutine in the background (acknowledgements, checks).
+        admits: Whether a decoded message that arrived on a subject may be delivered (the
+            bus's :class:`~natsbus.bus.nats.senders.SenderCheck`); what it refuses is
+            terminated.
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class JobIntake:
         instance: str,
         counts: NetworkCounts,
         spawn: Spawn,
+        admits: Admits,
     ) -> None:
         self._ledger = ledger
         self._decoder = decoder
@@ -81,6 +86,7 @@ class JobIntake:
         self._instance = instance
         self._counts = counts
         self._spawn = spawn
+        self._admits = admits
         self._seen = RecentIds()
 
     def on_job_request(self, worker: str, msg: Msg) -> None:
@@ -92,7 +98,7 @@ class JobIntake:
         sequence.
         """
         message = self._decoder.decode(msg.data, msg.subject)
-        if not isinstance(message, BusJobRequestMessage):
+        if not isinstance(message, BusJobRequestMessage) or not self._admits(message, msg.subject):
             self._spawn(msg.term())
             return
         headers = msg.headers or {}
@@ -115,6 +121,7 @@ class JobIntake:
             message_id=message_id,
             delivery=msg,
             attempt=msg.metadata.num_delivered,
+            requester=message.source,
         )
         if job.attempt == 1:
             self._admit(message, job)
@@ -125,7 +132,7 @@ class JobIntake:
     async def _check_redelivered(self, message: BusJobRequestMessage, job: TakenJob) -> None:
         """Run a redelivered request only if no earlier delivery of it was answered."""
         try:
-            answered = await self._was_answered(job.message_id, job.attempt)
+            answered = await self._was_answered(job)
         except Exception as error:
             # Cannot tell now: running it could run it twice. Let it come back shortly.
             logger.info("could not check job %s for a stored answer (%s)", job.job_id, error)
@@ -173,7 +180,7 @@ class JobIntake:
             self._spawn(_ack(msg))
             return
         message = self._decoder.decode(msg.data, msg.subject)
-        if message is None:
+        if message is None or not self._admits(message, msg.subject):
             self._spawn(msg.term())
             return
         self._seen.add(message_id)

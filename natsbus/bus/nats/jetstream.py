@@ -26,7 +26,7 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.client import JetStreamContext
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from natsbus.bus.nats.layout import SubjectLayout
 from natsbus.bus.nats.options import JetStreamOptions
@@ -80,13 +80,57 @@ async def ensure_streams(
     )
 
 
+_COMPARED: Final = (
+    "subjects",
+    "retention",
+    "storage",
+    "num_replicas",
+    "max_age",
+    "duplicate_window",
+    "max_consumers",
+)
+"""The settings natsbus chooses for its streams; an existing stream that differs is updated."""
+
+
 async def _ensure_stream(jetstream: JetStreamContext, config: StreamConfig) -> None:
+    """Create or update a stream, or only read it when it is as wanted.
+
+    Reading first lets a bus whose user may only read the streams' info (every role but the
+    runner, in the permissions ``natsbus permissions`` generates) start once they exist.
+    """
+    assert config.name is not None
     try:
-        await jetstream.add_stream(config)
-    except BadRequestError as error:
-        if error.err_code != _STREAM_CONFIG_CONFLICT:
-            raise
-        await jetstream.update_stream(config)
+        info = await jetstream.stream_info(config.name)
+    except NotFoundError:
+        try:
+            await jetstream.add_stream(config)
+            return
+        except BadRequestError as error:
+            if error.err_code != _STREAM_CONFIG_CONFLICT:
+                raise
+            # Made by another bus meanwhile, with other settings: bring it to these.
+    else:
+        if _as_wanted(info.config, config):
+            return
+    await jetstream.update_stream(config)
+
+
+def _as_wanted(existing: StreamConfig, wanted: StreamConfig) -> bool:
+    for setting in _COMPARED:
+        value = getattr(wanted, setting)
+        if value is None:
+            continue  # left to the server's default
+        current = getattr(existing, setting)
+        if setting == "subjects":
+            value, current = sorted(value), sorted(current or ())
+        elif isinstance(value, float):
+            matches = current is not None and abs(current - value) < 1e-3
+            if not matches:
+                return False
+            continue
+        if current != value:
+            return False
+    return True
 
 
 def job_consumer_config(

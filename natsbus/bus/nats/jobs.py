@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from functools import partial
 from typing import Any, Final
 
 from nats.aio.client import Client
@@ -37,6 +38,7 @@ from natsbus.bus.nats.layout import SubjectLayout
 from natsbus.bus.nats.ledger import JobLedger, TakenJob
 from natsbus.bus.nats.options import JetStreamOptions
 from natsbus.bus.nats.outbox import EXPECTED_STREAM_HEADER, JobOutbox, OutboundJobMessage
+from natsbus.bus.nats.senders import SenderCheck
 from natsbus.bus.statistics import NetworkCounts
 from natsbus.codec import Codec
 from natsbus.errors import BusClosedError, BusUnavailableError
@@ -88,6 +90,7 @@ class JobChannel:
         deliver: Hands a message to the bus's local subscribers.
         stamp: Stamps a message the channel sends on a worker's behalf (id, send time).
         counts: Where the bus counts what happens to its jobs (redeliveries, duplicates...).
+        name: The bus's name, for logs.
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class JobChannel:
         deliver: Callable[[BusMessage], None],
         stamp: Callable[[BusMessage], None],
         counts: NetworkCounts,
+        name: str = "",
     ) -> None:
         self._layout = layout
         self._options = options
@@ -111,6 +115,7 @@ class JobChannel:
         self._ledger = JobLedger(
             ack_wait=options.ack_wait, max_in_flight=options.max_jobs_in_flight
         )
+        self._senders = SenderCheck(counts=counts, requester=self._requester, name=name)
         self._intake = JobIntake(
             ledger=self._ledger,
             decoder=decoder,
@@ -121,6 +126,7 @@ class JobChannel:
             instance=instance,
             counts=counts,
             spawn=self._spawn,
+            admits=self._senders.admits,
         )
         self._clients: Mapping[Lane, Client] = {}
         self._outboxes: dict[Lane, JobOutbox] = {}
@@ -145,7 +151,7 @@ class JobChannel:
         self._answers = AnsweredCheck(
             jetstream[Lane.DATA],
             stream=self._layout.stream,
-            claim_subject=self._layout.job_claims(self._instance),
+            claim_subject=partial(self._layout.job_claims, self._instance),
             timeout=_CHECK_TIMEOUT,
         )
         async with contextlib.AsyncExitStack() as undo:
@@ -261,11 +267,13 @@ class JobChannel:
             if message.target is None:
                 raise ValueError(f"{type(message).__name__} needs a target worker")
             if role is JobRole.REQUEST:
-                subject = self._layout.job_requests(message.target)
+                assert isinstance(message, BusJobRequestMessage)
+                subject = self._layout.job_requests(message.target, message.source)
                 headers[REPLY_TO_HEADER] = self._instance  # for workers before 0.2
                 headers[EXPECTED_STREAM_HEADER] = self._layout.request_stream
+                self._senders.sending(message)
             else:
-                subject = self._layout.job_control(message.target)
+                subject = self._layout.job_control(message.target, message.source)
         else:
             job_key = (message.source, message.job_id)
             job = self._ledger.get(job_key)
@@ -280,9 +288,9 @@ class JobChannel:
                 # be reached by name, on its core subject, without JetStream's guarantees.
                 self._counts.unrouted_replies += 1
                 target_subject = (
-                    self._layout.broadcast(lane)
+                    self._layout.broadcast(lane, message.source)
                     if message.target is None
-                    else self._layout.targeted(lane, message.target)
+                    else self._layout.targeted(lane, message.target, message.source)
                 )
                 await self._clients[lane].publish(
                     target_subject, data, headers=message.trace_context
@@ -290,7 +298,7 @@ class JobChannel:
                 if reply_to is not None and role is JobRole.ANSWER:
                     self._answered(job_key)  # answered: acknowledge the request
                 return
-            subject = self._layout.job_replies(reply_to, lane)
+            subject = self._layout.job_replies(reply_to, lane, message.source)
             if role is JobRole.ANSWER:
                 on_stored = self._answered_callback(job_key)
         await self._outboxes[lane].put(
@@ -329,10 +337,21 @@ class JobChannel:
         if job is not None and self._consumers is not None:
             self._consumers.room_made(job.worker)
 
-    async def _was_answered(self, request_id: str, delivered: int) -> bool:
+    async def _was_answered(self, job: TakenJob) -> bool:
         if self._answers is None:
             raise BusClosedError("the job channel is not open")
-        return await self._answers.answered(request_id, delivered)
+        return await self._answers.answered(job.message_id, job.attempt, job.worker)
+
+    def _requester(self, worker: str, job_id: str) -> str | None:
+        job = self._ledger.get((worker, job_id))
+        return None if job is None else job.requester
+
+    def admits(self, message: BusMessage, subject: str) -> bool:
+        """Whether a message that arrived on ``subject`` passes the sender checks.
+
+        See :mod:`natsbus.bus.nats.senders`; what fails is counted and logged.
+        """
+        return self._senders.admits(message, subject)
 
     def _answer_error(self, request: BusJobRequestMessage, job: TakenJob, error: str) -> None:
         """Answer a request ``error`` on its worker's behalf, then terminate its delivery."""
@@ -348,14 +367,14 @@ class JobChannel:
         if not job.reply_to:
             # Nowhere on JetStream to answer (see publish): the requester's core subject.
             self._counts.unrouted_replies += 1
-            core = self._layout.targeted(Lane.DATA, request.source)
+            core = self._layout.targeted(Lane.DATA, request.source, response.source)
             self._spawn(self._clients[Lane.DATA].publish(core, data))
             self._spawn(job.delivery.term())
             return
         self._spawn(
             self._outboxes[Lane.DATA].put(
                 OutboundJobMessage(
-                    subject=self._layout.job_replies(job.reply_to, Lane.DATA),
+                    subject=self._layout.job_replies(job.reply_to, Lane.DATA, response.source),
                     data=data,
                     headers={MSG_ID_HEADER: answer_id(job.message_id, job.attempt)},
                     on_stored=lambda _duplicate: self._spawn(job.delivery.term()),

@@ -32,6 +32,8 @@ class TakenJob:
         delivery: The JetStream message, to acknowledge when the job is answered.
         attempt: Which delivery of the request this is (its answer's id says so).
         answer_sent: Whether its final answer was sent (any later reply is an ordinary one).
+        requester: The request's source: the only worker whose cancels and update requests
+            for this job are accepted.
     """
 
     job_id: str
@@ -41,6 +43,7 @@ class TakenJob:
     delivery: Msg
     attempt: int = 1
     answer_sent: bool = False
+    requester: str = ""
 
 
 class JobLedger:

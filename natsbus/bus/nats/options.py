@@ -41,6 +41,9 @@ class NatsConnectOptions:
             retries forever.
         pending_size: Bytes the client buffers for core messages while reconnecting; beyond
             that a send raises and the message is counted as dropped.
+        inbox_prefix: Prefix of the client's inboxes, where the server answers its requests
+            and delivers its pulls; None (the default) is the bus's channel's
+            (``SubjectLayout.inbox_prefix``), which the generated permissions allow.
     """
 
     servers: Sequence[str] = DEFAULT_SERVERS
@@ -60,6 +63,7 @@ class NatsConnectOptions:
     connect_attempts: int = 5
     max_reconnect_attempts: int = -1
     pending_size: int = 8 * 1024 * 1024
+    inbox_prefix: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.servers, str):
@@ -133,6 +137,7 @@ class NatsConnectOptions:
             "user_credentials": self.user_credentials,
             "tls": self.ssl_context(),
             "tls_hostname": self.tls_hostname,
+            "inbox_prefix": self.inbox_prefix,
         }
         kwargs.update({key: value for key, value in optional.items() if value is not None})
         return kwargs

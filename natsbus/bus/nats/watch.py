@@ -8,19 +8,52 @@ came back, with no password in either.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Final, TypeVar
 
 from nats.errors import SlowConsumerError, StaleConnectionError, UnexpectedEOF
 
 from natsbus.bus.limits import QueueLimits
 from natsbus.bus.nats.options import NatsConnectOptions
 from natsbus.bus.statistics import NetworkCounts
+from natsbus.errors import BusPermissionError
 from natsbus.messages import Lane
 
-__all__ = ["ConnectionWatch"]
+__all__ = ["ConnectionWatch", "permission_denied"]
 
 logger = logging.getLogger("natsbus.bus.nats")
+
+T = TypeVar("T")
+
+_DENIAL: Final = re.compile(
+    r"permissions violation for (publish|subscription) to \"([^\"]*)\"", re.IGNORECASE
+)
+_OPERATIONS: Final = {"publish": "publish", "subscription": "subscribe"}
+_API_TOKENS: Final = (
+    "$JS", "API", "ACK", "STREAM", "CONSUMER", "CREATE", "UPDATE", "INFO", "DELETE",
+    "DURABLE", "MSG", "NEXT", "GET", "_INBOX",
+)  # fmt: skip
+"""Tokens of the JetStream API's subjects, to spell a refused subject as it was sent."""
+
+
+def permission_denied(
+    error: BaseException, tokens: Iterable[str] = ()
+) -> BusPermissionError | None:
+    """The permission violation a nats-py error reports, or None if it is something else.
+
+    nats-py lowercases the server's error, subject included; each token found in
+    ``tokens`` (or the JetStream API's) is given back its case.
+    """
+    found = _DENIAL.search(str(error))
+    if found is None:
+        return None
+    spelled = {token.lower(): token for token in (*_API_TOKENS, *tokens)}
+    subject = ".".join(spelled.get(token, token) for token in found.group(2).split("."))
+    return BusPermissionError(_OPERATIONS[found.group(1).lower()], subject)
 
 
 class ConnectionWatch:
@@ -32,6 +65,7 @@ class ConnectionWatch:
         limits: Its queue limits (named when a subscription overflows).
         counts: Where to count.
         on_reconnected: Called after either connection is back.
+        tokens: The subject tokens the bus uses, to spell a refused subject as it was sent.
     """
 
     def __init__(
@@ -42,14 +76,19 @@ class ConnectionWatch:
         limits: QueueLimits,
         counts: NetworkCounts,
         on_reconnected: Callable[[], None],
+        tokens: Callable[[], Iterable[str]] = tuple,
     ) -> None:
         self._bus = bus
         self._options = options
         self._limits = limits
         self._counts = counts
         self._on_reconnected = on_reconnected
+        self._tokens = tokens
         self._outage_reported = False  # the connection errors of this outage were logged
         self._lossy_sends_logged: set[Lane] = set()
+        self._denial: BusPermissionError | None = None
+        self._denied = asyncio.Event()
+        self._denials_logged: set[tuple[str, str]] = set()
 
     def reconnected_callback(self, lane: Lane) -> Callable[[], Awaitable[None]]:
         """The callback nats-py calls when ``lane``'s connection is back."""
@@ -81,6 +120,10 @@ class ConnectionWatch:
                     self._limits.subscription_bytes,
                 )
             return
+        denial = permission_denied(error, self._tokens())
+        if denial is not None:
+            self._on_denial(denial)
+            return
         text = self._options.redact(str(error))
         if isinstance(error, OSError | UnexpectedEOF | StaleConnectionError):
             if self._outage_reported:
@@ -90,6 +133,39 @@ class ConnectionWatch:
             logger.warning("%s: NATS connection lost or refused: %s; reconnecting", self._bus, text)
             return
         logger.warning("%s: NATS client error: %s", self._bus, text)
+
+    async def guard(self, work: Awaitable[T]) -> T:
+        """Await one step of a start, failing it as soon as the server denies a permission.
+
+        The server tells a client it lacks a permission with an asynchronous error, while the
+        request it refused waits for its timeout: without this a missing permission would
+        show as a bare timeout seconds later.
+
+        Raises:
+            BusPermissionError: The server refused an operation during the step.
+        """
+        step = asyncio.ensure_future(work)
+        denied = asyncio.ensure_future(self._denied.wait())
+        try:
+            await asyncio.wait((step, denied), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            denied.cancel()
+        if self._denial is not None:
+            if not step.done():
+                step.cancel()
+            with contextlib.suppress(BaseException):
+                await step
+            raise self._denial
+        return step.result()
+
+    def _on_denial(self, denial: BusPermissionError) -> None:
+        self._counts.permission_denials += 1
+        self._denial = denial
+        self._denied.set()
+        key = (denial.operation, denial.subject)
+        if key not in self._denials_logged and len(self._denials_logged) < 100:
+            self._denials_logged.add(key)
+            logger.error("%s: %s", self._bus, denial)
 
     def sent_disconnected(self, lane: Lane) -> None:
         """Count a core message handed to the client while the server is away."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 
 import nats
 import pytest
@@ -47,14 +48,14 @@ async def jetstream(nats_url: str) -> AsyncIterator[tuple[JetStreamContext, Nats
 def check_for(js: JetStreamContext, bus: NatsBus) -> AnsweredCheck:
     layout = bus.layout
     return AnsweredCheck(
-        js, stream=layout.stream, claim_subject=layout.job_claims("prober"), timeout=2.0
+        js, stream=layout.stream, claim_subject=partial(layout.job_claims, "prober"), timeout=2.0
     )
 
 
 async def store_answer(js: JetStreamContext, bus: NatsBus, request_id: str, attempt: int) -> bool:
     """Store an answer as a bus does; returns whether the stream called it a duplicate."""
     ack = await js.publish(
-        bus.layout.job_replies("someone", Lane.DATA),
+        bus.layout.job_replies("someone", Lane.DATA, "w"),
         b"answer",
         headers={MSG_ID_HEADER: answer_id(request_id, attempt)},
     )
@@ -66,14 +67,14 @@ async def test_an_answer_stored_by_an_earlier_delivery_is_found(
 ) -> None:
     js, bus = jetstream
     assert not await store_answer(js, bus, "r1", 1)
-    assert await check_for(js, bus).answered("r1", 2)
+    assert await check_for(js, bus).answered("r1", 2, "w")
 
 
 async def test_an_unanswered_delivery_is_claimed_so_that_its_late_answer_is_refused(
     jetstream: tuple[JetStreamContext, NatsBus],
 ) -> None:
     js, bus = jetstream
-    assert not await check_for(js, bus).answered("r2", 2)
+    assert not await check_for(js, bus).answered("r2", 2, "w")
     # The bus that had delivery 1 answers late: the stream keeps the claim, not its answer.
     assert await store_answer(js, bus, "r2", 1)
 
@@ -83,10 +84,10 @@ async def test_a_claim_is_not_mistaken_for_an_answer(
 ) -> None:
     js, bus = jetstream
     check = check_for(js, bus)
-    assert not await check.answered("r3", 2)  # delivery 2 claims delivery 1
-    assert not await check.answered("r3", 3)  # delivery 3 finds that claim, and claims 2
+    assert not await check.answered("r3", 2, "w")  # delivery 2 claims delivery 1
+    assert not await check.answered("r3", 3, "w")  # delivery 3 finds that claim, and claims 2
     assert not await store_answer(js, bus, "r3", 3)  # its own answer is stored
-    assert await check.answered("r3", 4)
+    assert await check.answered("r3", 4, "w")
 
 
 class Counted(BaseWorker):
@@ -135,7 +136,7 @@ async def test_a_replica_whose_ack_was_lost_has_its_job_acknowledged_not_run_aga
                 target=request.source,
             )
             await js.publish(
-                layout.job_replies(request.reply_to, Lane.DATA),
+                layout.job_replies(request.reply_to, Lane.DATA, "payments"),
                 codec.encode(answer),
                 headers={MSG_ID_HEADER: answer_id(request.id, 1)},
             )

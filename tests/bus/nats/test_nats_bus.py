@@ -257,7 +257,7 @@ async def test_duplicate_publish_with_the_same_id_is_handled_once(nats_url: str)
         client = await nats.connect(nats_url)
         try:
             js = client.jetstream()
-            subject = bus.layout.job_requests("w")
+            subject = bus.layout.job_requests("w", "client")
             first = await js.publish(subject, data, headers=dict(headers))
             second = await js.publish(subject, data, headers=dict(headers))
             assert second.duplicate and not first.duplicate
@@ -341,18 +341,18 @@ async def test_garbage_on_every_subject_leaves_the_bus_serving(nats_url: str) ->
         client = await nats.connect(nats_url)
         try:
             subjects = [
-                layout.broadcast(Lane.SYSTEM),
-                layout.broadcast(Lane.DATA),
-                layout.targeted(Lane.SYSTEM, "w"),
-                layout.targeted(Lane.DATA, "w"),
+                layout.broadcast(Lane.SYSTEM, "x"),
+                layout.broadcast(Lane.DATA, "x"),
+                layout.targeted(Lane.SYSTEM, "w", "x"),
+                layout.targeted(Lane.DATA, "w", "x"),
             ]
             for subject in subjects:
                 await client.publish(subject, b"\xff\x00garbage")
             js = client.jetstream()
             for subject in (
-                layout.job_requests("w"),
-                layout.job_control("w"),
-                layout.job_replies(bus.instance_id, Lane.DATA),
+                layout.job_requests("w", "x"),
+                layout.job_control("w", "x"),
+                layout.job_replies(bus.instance_id, Lane.DATA, "x"),
             ):
                 await js.publish(
                     subject,

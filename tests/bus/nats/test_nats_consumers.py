@@ -82,7 +82,7 @@ async def test_a_bus_has_two_instance_consumers_whatever_it_hosts(nats_url: str)
             layout.instance_consumer(bus.instance_id, lane) for lane in (Lane.SYSTEM, Lane.DATA)
         )
         system = instance[layout.instance_consumer(bus.instance_id, Lane.SYSTEM)]
-        targets = [w.name for w in workers] + [runner.name]
+        targets = [w.name for w in workers]  # a runner listens to broadcasts only
         assert sorted(system) == sorted(
             [layout.job_replies(bus.instance_id, Lane.SYSTEM)]
             + [layout.job_control(w.name) for w in workers]

@@ -67,7 +67,7 @@ async def test_requests_without_natsbus_headers_are_answered_exactly_once(nats_u
 
         await client.subscribe(bus.layout.targeted(Lane.DATA, "foreign"), cb=on_answer)
         js = client.jetstream()
-        subject = bus.layout.job_requests("echo")
+        subject = bus.layout.job_requests("echo", "foreign")
         # No Nats-Msg-Id, no reply-to header; the last two have no envelope id either.
         for job_id, envelope_id in (("f1", "env-1"), ("f2", ""), ("f3", "")):
             await js.publish(subject, request(job_id, envelope_id))

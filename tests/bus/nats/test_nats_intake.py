@@ -14,9 +14,10 @@ from typing import Any
 from natsbus import Codec
 from natsbus.bus.nats.inbound import InboundDecoder
 from natsbus.bus.nats.intake import MSG_ID_HEADER, REPLY_TO_HEADER, JobIntake
-from natsbus.bus.nats.ledger import JobLedger
+from natsbus.bus.nats.ledger import JobLedger, TakenJob
+from natsbus.bus.nats.senders import SenderCheck
 from natsbus.bus.statistics import NetworkCounts
-from natsbus.messages import BusJobRequestMessage, BusMessage
+from natsbus.messages import BusJobCancelMessage, BusJobRequestMessage, BusMessage
 
 CODEC = Codec()
 
@@ -29,7 +30,7 @@ class FakeDelivery:
     headers: dict[str, str] | None = None
     delivered: int = 1
     sequence: int = 1
-    subject: str = "natsbus.c.job.req.w"
+    subject: str = "natsbus.c.job.req.w.asker"
     calls: list[str] = field(default_factory=list)
 
     @property
@@ -68,6 +69,7 @@ class Scene:
         self.checks: list[tuple[str, int]] = []
         self.tasks: list[asyncio.Task[Any]] = []
         self.ledger = JobLedger(ack_wait=30, max_in_flight=10)
+        self.senders = SenderCheck(counts=self.counts, requester=self.requester, name="bus")
         self.intake = JobIntake(
             ledger=self.ledger,
             decoder=InboundDecoder(CODEC),
@@ -80,13 +82,18 @@ class Scene:
             instance="me",
             counts=self.counts,
             spawn=lambda coroutine: self.tasks.append(asyncio.ensure_future(coroutine)),
+            admits=self.senders.admits,
         )
 
-    async def was_answered(self, request_id: str, delivered: int) -> bool:
-        self.checks.append((request_id, delivered))
+    def requester(self, worker: str, job_id: str) -> str | None:
+        job = self.ledger.get((worker, job_id))
+        return None if job is None else job.requester
+
+    async def was_answered(self, job: TakenJob) -> bool:
+        self.checks.append((job.message_id, job.attempt))
         if self.stream_away:
             raise TimeoutError("no answer from the stream")
-        return request_id in self.answered_before
+        return job.message_id in self.answered_before
 
     def take(self, delivery: FakeDelivery) -> None:
         self.intake.on_job_request("w", delivery)  # type: ignore[arg-type]
@@ -208,3 +215,33 @@ async def test_a_stored_answer_that_was_a_duplicate_does_not_acknowledge_the_req
     scene.take(again)
     await scene.settle()
     assert again.calls == ["ack"] and scene.checks == [("m10", 2)]
+
+
+async def test_a_request_under_another_senders_token_is_terminated_and_counted() -> None:
+    scene = Scene()
+    forged = FakeDelivery(encoded("j9", message_id="m9"), subject="natsbus.c.job.req.w.mallory")
+    scene.take(forged)
+    await scene.settle()
+    assert forged.calls == ["term"] and scene.delivered == []
+    assert scene.counts.forged_source == 1
+
+
+async def test_a_cancel_is_accepted_only_from_the_jobs_requester() -> None:
+    scene = Scene()
+    scene.take(FakeDelivery(encoded("j10", message_id="m10")))  # requested by "asker"
+
+    def cancel(source: str) -> FakeDelivery:
+        data = CODEC.encode(BusJobCancelMessage("j10", source=source, target="w"))
+        return FakeDelivery(data, {MSG_ID_HEADER: source}, subject=f"natsbus.c.job.ctl.w.{source}")
+
+    other, own = cancel("mallory"), cancel("asker")
+    scene.intake.on_routed_message(other)  # type: ignore[arg-type]
+    scene.intake.on_routed_message(own)  # type: ignore[arg-type]
+    await scene.settle()
+    assert other.calls == ["term"] and own.calls == ["ack"]
+    assert [type(m).__name__ for m in scene.delivered] == [
+        "BusJobRequestMessage",
+        "BusJobCancelMessage",
+    ]
+    assert scene.delivered[-1].source == "asker"
+    assert scene.counts.unexpected_controls == 1 and scene.counts.forged_source == 0

@@ -58,8 +58,8 @@ async def test_a_flooded_slow_subscriber_stays_bounded_and_responsive(
     raw = await nats.connect(nats_url)
     codec = Codec()
     frame = codec.encode(BusTTSSpeakMessage("x" * 100, source="tx", target="rx"))
-    data_subject = bus.layout.targeted(Lane.DATA, "rx")
-    system_subject = bus.layout.targeted(Lane.SYSTEM, "rx")
+    data_subject = bus.layout.targeted(Lane.DATA, "rx", "tx")
+    system_subject = bus.layout.targeted(Lane.SYSTEM, "rx", "tx")
     try:
         async with bus:
             before = peak = rss()
