@@ -41,26 +41,26 @@ from natsbus import (
     QueueLimits,
     encode,
 )
-from natsbus.bus.nats.jobs import JobChannel
+from natsbus.bus.nats.senders import SenderCheck
 from natsbus.testing import NatsServer
 
 PAIRS = 5
 TEXT = "x" * 60  # with the envelope, about 100 bytes on the wire
 
 
-def _admit_everything(channel: JobChannel, message: BusMessage, subject: str) -> bool:
+def _admit_everything(check: SenderCheck, message: BusMessage, subject: str) -> bool:
     return True
 
 
 @contextlib.contextmanager
 def sender_check_off() -> Iterator[None]:
     """The receiving bus (in this process) without its sender check: the baseline of its cost."""
-    checked = JobChannel.admits
-    JobChannel.admits = _admit_everything  # type: ignore[method-assign,assignment]
+    checked = SenderCheck.admits
+    SenderCheck.admits = _admit_everything  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
-        JobChannel.admits = checked  # type: ignore[method-assign]
+        SenderCheck.admits = checked  # type: ignore[method-assign]
 
 
 def verdict(met: bool) -> str:

@@ -116,6 +116,9 @@ class JobChannel:
             ack_wait=options.ack_wait, max_in_flight=options.max_jobs_in_flight
         )
         self._senders = SenderCheck(counts=counts, requester=self._requester, name=name)
+        self.admits: Callable[[BusMessage, str], bool] = self._senders.admits
+        """Whether a message that arrived on a subject passes the sender checks (see
+        :mod:`natsbus.bus.nats.senders`); what fails is counted and logged."""
         self._intake = JobIntake(
             ledger=self._ledger,
             decoder=decoder,
@@ -345,13 +348,6 @@ class JobChannel:
     def _requester(self, worker: str, job_id: str) -> str | None:
         job = self._ledger.get((worker, job_id))
         return None if job is None else job.requester
-
-    def admits(self, message: BusMessage, subject: str) -> bool:
-        """Whether a message that arrived on ``subject`` passes the sender checks.
-
-        See :mod:`natsbus.bus.nats.senders`; what fails is counted and logged.
-        """
-        return self._senders.admits(message, subject)
 
     def _answer_error(self, request: BusJobRequestMessage, job: TakenJob, error: str) -> None:
         """Answer a request ``error`` on its worker's behalf, then terminate its delivery."""

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Final
 
 from natsbus.bus.nats.layout import sent_by
+from natsbus.bus.nats.subjects import encode_token
 from natsbus.bus.statistics import NetworkCounts
 from natsbus.messages import (
     BusJobMessage,
@@ -46,6 +47,7 @@ logger = logging.getLogger("natsbus.bus.nats")
 
 _LOG_INTERVAL: Final = 10.0
 """Seconds between two log lines for the same rule."""
+_SUFFIX_CACHE_SIZE: Final = 4096
 _ANSWERING_ROLES: Final = frozenset({JobRole.UPDATE, JobRole.STREAM, JobRole.ANSWER})
 
 Requester = Callable[[str, str], str | None]
@@ -138,6 +140,7 @@ class SenderCheck:
         self.asked = AskedJobs()
         """The jobs this bus instance requested, waiting for their answers."""
         self._last_logged: dict[str, float] = {}
+        self._suffixes: dict[str, str] = {}
 
     def sending(self, message: BusJobRequestMessage) -> None:
         """A job request is being sent: its target's answers will be accepted."""
@@ -146,13 +149,27 @@ class SenderCheck:
 
     def admits(self, message: BusMessage, subject: str) -> bool:
         """Whether a message that arrived on ``subject`` may be handed to the subscribers."""
-        if not sent_by(subject, message.source) and not sent_by(subject, sender_name(message)):
+        # On every message: one dict lookup and one endswith (the token with its dot).
+        source = message.source
+        suffix = self._suffixes.get(source)
+        if suffix is None:
+            suffix = self._suffix(source)
+        if not subject.endswith(suffix) and not sent_by(subject, sender_name(message)):
             self._counts.forged_source += 1
             self._log("forged_source", message, subject)
             return False
         role = message.job_role
         if role is None or role is JobRole.REQUEST:
             return True
+        return self._job_rules(message, role, subject)
+
+    def _suffix(self, source: str) -> str:
+        if len(self._suffixes) >= _SUFFIX_CACHE_SIZE:
+            self._suffixes.clear()  # sources may be per session: keep the cache bounded
+        suffix = self._suffixes[source] = f".{encode_token(source)}"
+        return suffix
+
+    def _job_rules(self, message: BusMessage, role: JobRole, subject: str) -> bool:
         assert isinstance(message, BusJobMessage)
         if role is JobRole.CONTROL:
             requester = (
