@@ -61,6 +61,10 @@ KNOWN_NATS_CHART_VALUES = {
     "natsBox.enabled",
     "promExporter.enabled",
     "promExporter.podMonitor.enabled",
+    # the auth.conf of natsAuth.type=provisioned (tests/deploy/test_deploy_chart_users.py)
+    "config.merge.zz-natsbus-users$include",
+    "container.patch",
+    "podTemplate.patch",
 }
 FIXTURE_DASHBOARD = {"title": "natsbus test fixture", "uid": "natsbus-fixture", "panels": []}
 FIXTURE_RULES = {
@@ -244,15 +248,20 @@ def expected_groups(values_path: Path | None) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
+def helm_binary() -> str:
+    """The helm binary that `make test` installs, or the test fails saying how to get it."""
     binary = find_tool("helm")
     if binary is None:
         pytest.fail(
             "no helm binary: run `.venv/bin/python scripts/install_test_tools.py` "
             "(`make test` does it)"
         )
-    return Helm(binary, copy_chart(tmp_path_factory.mktemp("chart")))
+    return binary
+
+
+@pytest.fixture(scope="module")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    return Helm(helm_binary(), copy_chart(tmp_path_factory.mktemp("chart")))
 
 
 @pytest.fixture(scope="module")
@@ -376,11 +385,8 @@ def test_helm_lint_strict(helm: Helm, values: Path | None) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("render_name", RENDERS)
-def test_every_object_passes_kubernetes_validate_strict(
-    request: pytest.FixtureRequest, tmp_path: Path, render_name: str
-) -> None:
-    render: Render = request.getfixturevalue(render_name)
+def kubernetes_validate(render: Render, tmp_path: Path) -> str:
+    """Run kubernetes-validate --strict on a render; returns its output (warnings included)."""
     manifest = tmp_path / "manifest.yaml"
     manifest.write_text(render.text, encoding="utf-8")
     validate = find_tool("kubernetes-validate")
@@ -396,6 +402,15 @@ def test_every_object_passes_kubernetes_validate_strict(
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert "ERROR" not in output, output
+    return output
+
+
+@pytest.mark.parametrize("render_name", RENDERS)
+def test_every_object_passes_kubernetes_validate_strict(
+    request: pytest.FixtureRequest, tmp_path: Path, render_name: str
+) -> None:
+    render: Render = request.getfixturevalue(render_name)
+    output = kubernetes_validate(render, tmp_path)
     # "no schema" is only a warning: accept it for the custom resources alone, so that a core
     # object with a misspelt apiVersion cannot slip through as a warning.
     for line in output.splitlines():
@@ -408,7 +423,8 @@ def test_every_object_passes_kubernetes_validate_strict(
 
 def test_default_render_summary(default_render: Render, external_render: Render) -> None:
     expected = {"Deployment": 1, "PodDisruptionBudget": 1, "ServiceAccount": 1}
-    assert dict(default_render.kinds()) == expected
+    # the bundled NATS always includes the (here empty) auth.conf of natsAuth.type=provisioned
+    assert dict(default_render.kinds()) == {**expected, "Secret": 1}
     assert dict(external_render.kinds()) == expected
 
 
@@ -696,7 +712,7 @@ def test_secret_values_reach_the_environment_by_reference(
     helm: Helm, sets: list[str], variables: dict[str, tuple[str, str]]
 ) -> None:
     render = helm.render(sets=sets)
-    secret = render.one("Secret")
+    secret = render.one("Secret", "r-natsbus-nats-auth")
     environment = env_of(worker(render.one("Deployment")))
     for variable, (key, value) in variables.items():
         reference = environment[variable]["valueFrom"]["secretKeyRef"]
@@ -713,7 +729,8 @@ def test_existing_secret_is_used_as_is(helm: Helm) -> None:
             "natsAuth.secretKeys.nkeySeed=seed.nk",
         ]
     )
-    assert not render.of("Secret")
+    # only the bundled NATS's auth.conf (tests/deploy/test_deploy_chart_users.py)
+    assert [s["metadata"]["name"] for s in render.of("Secret")] == ["r-natsbus-nats-server-auth"]
     deployment = render.one("Deployment")
     volume = next(
         v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "nats-auth"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 import nats
 from nats.aio.client import Client
@@ -44,6 +45,8 @@ async def open_connection(
         BusUnavailableError: No server could be reached, or every one refused the connection
             (bad credentials, TLS); the last error is in the message.
     """
+    if options.user_credentials is not None:
+        check_credentials_file(options.user_credentials)
     kwargs = options.connect_kwargs(lane=lane)
     kwargs["max_reconnect_attempts"] = options.connect_attempts
     last_error: list[BaseException] = []
@@ -65,6 +68,33 @@ async def open_connection(
         ) from error
     client.options["max_reconnect_attempts"] = options.max_reconnect_attempts
     return client
+
+
+_CREDENTIALS_PARTS: Final = (b"BEGIN NATS USER JWT", b"BEGIN USER NKEY SEED")
+
+
+def check_credentials_file(path: str) -> None:
+    """Refuse a ``.creds`` file nats-py could not use, before nats-py reads it.
+
+    nats-py 2.16 looks for the JWT line by line with no end-of-file check: a file without one
+    (a bare seed, a wrong file) would block the event loop for ever at connect.
+
+    Raises:
+        BusUnavailableError: The file cannot be read or lacks the user JWT or the seed (the
+            message names the file, never its contents).
+    """
+    try:
+        contents = Path(path).read_bytes()
+    except OSError as error:
+        raise BusUnavailableError(
+            f"cannot read the credentials file {path!r}: {error.strerror}"
+        ) from None
+    missing = [part.decode() for part in _CREDENTIALS_PARTS if part not in contents]
+    if missing:
+        raise BusUnavailableError(
+            f"the credentials file {path!r} is not a NATS .creds file: it has no"
+            f" {' and no '.join(missing)} section"
+        )
 
 
 async def close_connection(client: Client) -> None:
