@@ -178,6 +178,9 @@ class NatsBus(WorkerBus):
             # Pending pull requests died with the old connection: ask again at once.
             on_reconnected=self._jobs.renew,
             tokens=self._subject_tokens,
+            # What the server refuses to store is never stored: give it up (a request is
+            # answered 'error').
+            on_denial=lambda denial: self._jobs.refused(denial.subject),
         )
         self._core_subjects: dict[tuple[Lane, str | None, str], str] = {}
 

@@ -111,6 +111,7 @@ class JobChannel:
         self._instance = instance
         self._codec = codec
         self._stamp = stamp
+        self._deliver = deliver
         self._counts = counts
         self._ledger = JobLedger(
             ack_wait=options.ack_wait, max_in_flight=options.max_jobs_in_flight
@@ -265,7 +266,7 @@ class JobChannel:
         headers = {MSG_ID_HEADER: message.id}
         if message.trace_context:
             headers.update(message.trace_context)
-        on_stored = None
+        on_stored = on_refused = None
         if role is JobRole.REQUEST or role is JobRole.CONTROL:
             if message.target is None:
                 raise ValueError(f"{type(message).__name__} needs a target worker")
@@ -275,6 +276,7 @@ class JobChannel:
                 headers[REPLY_TO_HEADER] = self._instance  # for workers before 0.2
                 headers[EXPECTED_STREAM_HEADER] = self._layout.request_stream
                 self._senders.sending(message)
+                on_refused = partial(self._request_refused, message)
             else:
                 subject = self._layout.job_control(message.target, message.source)
         else:
@@ -305,7 +307,13 @@ class JobChannel:
             if role is JobRole.ANSWER:
                 on_stored = self._answered_callback(job_key)
         await self._outboxes[lane].put(
-            OutboundJobMessage(subject=subject, data=data, headers=headers, on_stored=on_stored)
+            OutboundJobMessage(
+                subject=subject,
+                data=data,
+                headers=headers,
+                on_stored=on_stored,
+                on_refused=on_refused,
+            )
         )
 
     async def publish_stored(self, message: BusMessage, data: bytes, subject: str) -> None:
@@ -344,6 +352,30 @@ class JobChannel:
         if self._answers is None:
             raise BusClosedError("the job channel is not open")
         return await self._answers.answered(job.message_id, job.attempt, job.worker)
+
+    def refused(self, subject: str) -> None:
+        """The server refused a publish on ``subject``: give up what waits to be stored there.
+
+        A job request given up is answered ``error`` here, to its requester, so that it still
+        ends with one answer.
+        """
+        for outbox in self._outboxes.values():
+            outbox.refuse(subject)
+
+    def _request_refused(self, request: BusJobRequestMessage) -> None:
+        assert request.target is not None
+        response = BusJobResponseMessage(
+            request.job_id,
+            JobStatus.ERROR,
+            {
+                "error": "the NATS server refused to store the request: this bus's user may"
+                f" not send job requests as {request.source!r} (see `natsbus permissions`)"
+            },
+            source=request.target,
+            target=request.source,
+        )
+        self._stamp(response)
+        self._deliver(response)
 
     def _requester(self, worker: str, job_id: str) -> str | None:
         job = self._ledger.get((worker, job_id))

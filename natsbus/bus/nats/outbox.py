@@ -46,12 +46,15 @@ class OutboundJobMessage:
         headers: NATS headers; ``Nats-Msg-Id`` is always among them.
         on_stored: Called once the stream has acknowledged the message, with True if the
             stream called it a duplicate (a message with its id was stored before).
+        on_refused: Called if the server refuses the publish (the user lacks the permission):
+            the message is then given up, as no resend can succeed.
     """
 
     subject: str
     data: bytes
     headers: dict[str, str]
     on_stored: Callable[[bool], None] | None = None
+    on_refused: Callable[[], None] | None = None
     attempts: int = field(default=0, init=False)
     last_sent: float = field(default=0.0, init=False)
 
@@ -221,6 +224,29 @@ class JobOutbox:
                 message.on_stored(bool(reply.get("duplicate", False)))
             except Exception:  # a failing callback must not stop later acknowledgements
                 logger.exception("outbox %s: on_stored callback failed", self._name)
+
+    def refuse(self, subject: str) -> int:
+        """Give up the messages on ``subject``: the server refused to let this user publish there.
+
+        The subject is compared without case (nats-py reports refusals in lowercase).
+
+        Returns:
+            How many messages were given up.
+        """
+        refused = subject.lower()
+        tokens = [t for t, m in self._unacked.items() if m.subject.lower() == refused]
+        for token in tokens:
+            message = self._unacked.pop(token)
+            if message.on_refused is not None:
+                try:
+                    message.on_refused()
+                except Exception:
+                    logger.exception("outbox %s: on_refused callback failed", self._name)
+        if tokens:
+            self._has_room.set()
+            if not self._unacked:
+                self._empty.set()
+        return len(tokens)
 
     def _resend_soon(self, message: OutboundJobMessage) -> None:
         message.last_sent = time.monotonic() - self._ack_timeout

@@ -66,6 +66,7 @@ class ConnectionWatch:
         counts: Where to count.
         on_reconnected: Called after either connection is back.
         tokens: The subject tokens the bus uses, to spell a refused subject as it was sent.
+        on_denial: Called with every permission the server refuses.
     """
 
     def __init__(
@@ -77,6 +78,7 @@ class ConnectionWatch:
         counts: NetworkCounts,
         on_reconnected: Callable[[], None],
         tokens: Callable[[], Iterable[str]] = tuple,
+        on_denial: Callable[[BusPermissionError], None] | None = None,
     ) -> None:
         self._bus = bus
         self._options = options
@@ -84,6 +86,7 @@ class ConnectionWatch:
         self._counts = counts
         self._on_reconnected = on_reconnected
         self._tokens = tokens
+        self._denial_listener = on_denial
         self._outage_reported = False  # the connection errors of this outage were logged
         self._lossy_sends_logged: set[Lane] = set()
         self._denial: BusPermissionError | None = None
@@ -162,6 +165,8 @@ class ConnectionWatch:
         self._counts.permission_denials += 1
         self._denial = denial
         self._denied.set()
+        if self._denial_listener is not None:
+            self._denial_listener(denial)
         key = (denial.operation, denial.subject)
         if key not in self._denials_logged and len(self._denials_logged) < 100:
             self._denials_logged.add(key)

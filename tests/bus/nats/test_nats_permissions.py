@@ -28,7 +28,7 @@ from natsbus.messages import (
     Lane,
 )
 from natsbus.testing import NatsServer
-from natsbus.workers import JobEventKind
+from natsbus.workers import JobError, JobEventKind
 
 from helpers.auth import PASSWORD, configured_server, login, server_config
 from helpers.frames import eventually
@@ -224,3 +224,26 @@ def _matches(pattern: str, subject: str) -> bool:
         if index >= len(got) or token not in ("*", got[index]):
             return False
     return len(got) == len(wanted)
+
+
+async def test_a_job_request_the_server_refuses_is_answered_error_at_once(
+    tmp_path: Path,
+) -> None:
+    sets = role_sets()
+    sets["bob"] = _without(sets["bob"], "natsbus.shop.job.req.*.bob")
+    async with configured_server(tmp_path, server_config(sets)) as server:
+        shop, bob = Shop(), Buyer("bob")
+        bob_bus = bus_for(server, "bob")
+        async with (
+            running(shop, bus=bus_for(server, "payments-svc")),
+            running(bob, bus=bob_bus) as runner,
+        ):
+            await within(runner.registry.wait_ready(["payments"]), 10)
+            with pytest.raises(JobError) as raised:
+                async with bob.job("payments", name="echo", payload={"n": 1}):
+                    pass
+            network = bob_bus.statistics().network
+            assert network is not None and network.counts.permission_denials >= 1
+    assert raised.value.status is JobStatus.ERROR
+    assert "refused to store the request" in str(raised.value.response)
+    assert shop.ran == []
