@@ -6,6 +6,8 @@ private.
 - The bus: :class:`WorkerBus`, :class:`AsyncQueueBus` (in-process) and :class:`NatsBus`
   (NATS and JetStream).
 - The workers: :class:`BaseWorker`, :func:`job`, and the :class:`WorkerRunner` that hosts them.
+- A client, for scripts and web handlers: :func:`connect` (a :class:`BusClient` on NATS).
+- Least privilege: :func:`permissions` (what ``natsbus permissions`` prints).
 - The messages: the ``Bus*`` hierarchy, :class:`JobStatus`, :class:`WorkerRegistryEntry`.
 - Frames between pipelines: :class:`BusFrameMessage`, :class:`BusBridgeProcessor` (the frames
   themselves and the pipeline model are in :mod:`natsbus.frames` and :mod:`natsbus.pipeline`).
@@ -31,6 +33,7 @@ from natsbus.bus import (
     QueueLimits,
     WorkerBus,
 )
+from natsbus.client import BusClient, connect
 from natsbus.codec import Codec, decode, encode, register_frame_type, register_message_type
 from natsbus.errors import (
     BusClosedError,
@@ -105,7 +108,7 @@ from natsbus.workers import (
     PipelineRunner,
     WorkerActivationArgs,
     WorkerErrorData,
-    WorkerNotReadyError,
+    WorkerNotFoundError,
     WorkerReadyData,
     WorkerRegistry,
     WorkerRunner,
@@ -148,6 +151,7 @@ __all__ = [
     "BusCancelMessage",
     "BusCancelWorkerLocalMessage",
     "BusCancelWorkerMessage",
+    "BusClient",
     "BusClosedError",
     "BusDataMessage",
     "BusDeactivateWorkerMessage",
@@ -225,11 +229,12 @@ __all__ = [
     "WorkerActivationArgs",
     "WorkerBus",
     "WorkerErrorData",
-    "WorkerNotReadyError",
+    "WorkerNotFoundError",
     "WorkerReadyData",
     "WorkerRegistry",
     "WorkerRegistryEntry",
     "WorkerRunner",
+    "connect",
     "decode",
     "encode",
     "job",

@@ -19,7 +19,7 @@ from natsbus.workers.errors import (
     JobGroupError,
     JobGroupTimeoutError,
     JobTimeoutError,
-    WorkerNotReadyError,
+    WorkerNotFoundError,
 )
 from natsbus.workers.handles import JobContext, JobGroupContext, JobGroupHandle, JobHandle
 from natsbus.workers.lifecycle import WorkerState
@@ -63,7 +63,7 @@ __all__ = [
     "RunnerState",
     "WorkerActivationArgs",
     "WorkerErrorData",
-    "WorkerNotReadyError",
+    "WorkerNotFoundError",
     "WorkerReadyData",
     "WorkerRegistry",
     "WorkerRunner",

@@ -52,7 +52,7 @@ class JobTimeoutError(JobError, TimeoutError):
     """
 
 
-class WorkerNotReadyError(JobTimeoutError):
+class WorkerNotFoundError(JobTimeoutError):
     """No worker of the name asked for became ready within ``JobParams.ready_timeout``.
 
     The request was never sent. Attributes as :class:`JobError`; ``worker`` names the first

@@ -36,7 +36,7 @@ from natsbus.workers.errors import (
     JobGroupError,
     JobGroupTimeoutError,
     JobTimeoutError,
-    WorkerNotReadyError,
+    WorkerNotFoundError,
 )
 from natsbus.workers.types import JobEvent, JobEventKind, JobGroupParams, JobGroupResult
 
@@ -306,7 +306,7 @@ class JobTracker:
             group.done.result()  # raises the timeout, or the cancel
         if not waiter.done() or waiter.cancelled():
             missing = [name for name in workers if not registry.all_ready((name,))]
-            raise WorkerNotReadyError(
+            raise WorkerNotFoundError(
                 f"no worker named {', '.join(map(repr, missing))} became ready within"
                 f" {timeout:g} s: is the name right, and is it running on this channel?",
                 job_id=group.job_id,

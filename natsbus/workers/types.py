@@ -41,7 +41,7 @@ class JobParams:
         wait_ready: Wait until the worker is known to be ready (in this runner's registry)
             before sending the request.
         ready_timeout: Seconds to wait for a worker the registry does not know yet; then
-            :class:`~natsbus.workers.WorkerNotReadyError` names it (a misspelt or absent
+            :class:`~natsbus.workers.WorkerNotFoundError` names it (a misspelt or absent
             worker must not hang the requester). None waits for ever, as pipecat does; with
             ``timeout`` set too, the sooner applies.
         label: A human-readable description of the work (``"Research: Radiohead"``), kept

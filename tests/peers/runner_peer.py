@@ -27,7 +27,7 @@ from .common import exit_after, run_runner, say
 
 
 class Sleeper(BaseWorker):
-    """``sleep`` sleeps ``payload["seconds"]`` and answers with its pid."""
+    """``sleep`` sleeps ``payload["seconds"]`` and answers with its pid; ``progress`` streams."""
 
     @job(name="sleep")
     async def sleep(self, message: BusJobRequestMessage) -> Payload:
@@ -35,6 +35,15 @@ class Sleeper(BaseWorker):
         await asyncio.sleep((message.payload or {}).get("seconds", 0))
         say(f"DONE {message.job_id}")
         return {"pid": os.getpid(), "job": message.job_id}
+
+    @job(name="progress")
+    async def progress(self, message: BusJobRequestMessage) -> None:
+        for step in range(2):
+            await self.send_job_update(message.job_id, {"step": step})
+        await self.send_job_stream_start(message.job_id, {"type": "text/plain"})
+        for chunk in ("a", "b", "c"):
+            await self.send_job_stream_data(message.job_id, {"chunk": chunk})
+        await self.send_job_stream_end(message.job_id, {"pid": os.getpid()})
 
 
 class Watcher(BaseWorker):

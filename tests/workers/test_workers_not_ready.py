@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from natsbus.workers import JobParams, JobTimeoutError, WorkerNotReadyError
+from natsbus.workers import JobParams, JobTimeoutError, WorkerNotFoundError
 
 from helpers.workers import Client, Tool, running
 
@@ -15,7 +15,7 @@ async def test_a_misspelt_worker_fails_fast_with_its_name() -> None:
     client = Client()
     async with running(client, Tool("tool")):
         started = time.monotonic()
-        with pytest.raises(WorkerNotReadyError, match="'tol'") as caught:
+        with pytest.raises(WorkerNotFoundError, match="'tol'") as caught:
             async with client.job("tol", params=JobParams(ready_timeout=0.3)):
                 pass
         assert time.monotonic() - started < 2.0
