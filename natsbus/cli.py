@@ -21,6 +21,7 @@ import importlib
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Final
 
@@ -203,6 +204,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     run.add_argument(
+        "--debug", action="store_true", help="print the whole traceback of a failure to start"
+    )
+    run.add_argument(
         "--http-port",
         type=int,
         metavar="PORT",
@@ -240,7 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit status: 0 after a graceful end, 130 after a cancel, 1 when NATS cannot be
-        reached or refuses the connection, 2 on bad arguments.
+        reached or refuses the connection or a permission, 2 on bad arguments or a worker
+        module that cannot be imported (one line each, with the file and line in the user's
+        code; ``--debug`` adds the traceback).
     """
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -254,12 +260,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_serve(args))
     except (BusUnavailableError, BusPermissionError) as error:
         # The message says what failed and where (passwords replaced); the nats-py errors
-        # chained under it would only repeat it at length.
-        print(f"natsbus: {error}", file=sys.stderr)
+        # chained under it would only repeat it at length (--debug shows them).
+        _report(error, debug=getattr(args, "debug", False))
         return 1
-    except (ValueError, ImportError, AttributeError) as error:
-        print(f"natsbus: {error}", file=sys.stderr)
+    except (ValueError, ImportError, AttributeError, SyntaxError) as error:
+        _report(error, debug=getattr(args, "debug", False))
         return 2
+
+
+def _report(error: BaseException, *, debug: bool) -> None:
+    """One line for ``error``, with where it happened in the user's code; all of it on --debug."""
+    print(f"natsbus: {error}{_where(error)}", file=sys.stderr)
+    if debug:
+        traceback.print_exception(error, file=sys.stderr)
+
+
+def _where(error: BaseException) -> str:
+    """`` (file, line N)`` of the last frame outside natsbus and importlib, if any."""
+    if isinstance(error, SyntaxError):
+        return ""  # its message already names the file and the line
+    ours = os.path.dirname(os.path.abspath(__file__))
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if not frame.filename.startswith(("<frozen", ours)) and "importlib" not in frame.filename
+    ]
+    if not frames:
+        return ""
+    return f" ({frames[-1].filename}, line {frames[-1].lineno})"
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ standard library and prometheus-client's text exposition), which is what makes `
 mean "the loop is alive", and lets ``/metrics`` read the buses without locks. Each request is
 answered and the connection closed (HTTP/1.0 style): probes and scrapers do not need more.
 
-- ``GET /metrics``: the registry in Prometheus's text format (after asking the server for the
-  JetStream consumer numbers, with a short timeout).
+- ``GET /metrics``: the registry in Prometheus's text format, at once: the JetStream consumer
+  numbers come from the last refresh, which a task of the endpoint does every
+  ``consumer_refresh`` seconds (so a server that is away never slows a scrape).
 - ``GET /healthz``: ``200 ok``.
 - ``GET /readyz``: ``200 ready``, or ``503`` with one reason per line.
 """
@@ -47,8 +48,9 @@ class ObservabilityServer:
         port: TCP port; 0 picks a free one (see :attr:`port`).
         registry: The registry ``/metrics`` exposes; ``metrics.registry`` if given, else the
             default ``REGISTRY``.
-        metrics: Refreshed (JetStream consumer numbers) before each scrape.
+        metrics: Whose JetStream consumer numbers are refreshed in the background.
         health: The readiness checks; without any, ``/readyz`` is always ready.
+        consumer_refresh: Seconds between two refreshes of the consumer numbers.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class ObservabilityServer:
         registry: CollectorRegistry | None = None,
         metrics: BusMetrics | None = None,
         health: Health | None = None,
+        consumer_refresh: float = 5.0,
     ) -> None:
         if registry is None:
             registry = metrics.registry if metrics is not None else None
@@ -68,6 +71,8 @@ class ObservabilityServer:
         self._metrics = metrics
         self._health = health or Health()
         self._server: asyncio.Server | None = None
+        self._consumer_refresh = consumer_refresh
+        self._refreshing: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -85,10 +90,18 @@ class ObservabilityServer:
         """Start listening; a no-op if started."""
         if self._server is None:
             self._server = await asyncio.start_server(self._serve, self._host, self._port)
+            if self._metrics is not None:
+                self._refreshing = asyncio.create_task(
+                    self._refresh_consumers(self._metrics), name="natsbus-metrics-refresh"
+                )
             logger.info("serving /metrics, /healthz and /readyz on %s:%d", self._host, self.port)
 
     async def stop(self) -> None:
         """Stop listening and close open connections; safe to call twice."""
+        refreshing, self._refreshing = self._refreshing, None
+        if refreshing is not None:
+            refreshing.cancel()
+            await asyncio.gather(refreshing, return_exceptions=True)
         server, self._server = self._server, None
         if server is not None:
             server.close()
@@ -137,8 +150,6 @@ class ObservabilityServer:
         if method not in ("GET", "HEAD"):
             return 405, _TEXT, b"only GET and HEAD\n"
         if path == "/metrics":
-            if self._metrics is not None:
-                await self._metrics.refresh()
             return 200, CONTENT_TYPE_LATEST, generate_latest(self._registry)
         if path == "/healthz":
             return 200, _TEXT, b"ok\n"
@@ -148,6 +159,11 @@ class ObservabilityServer:
                 return 503, _TEXT, ("".join(f"{reason}\n" for reason in reasons)).encode()
             return 200, _TEXT, b"ready\n"
         return 404, _TEXT, b"try /metrics, /healthz or /readyz\n"
+
+    async def _refresh_consumers(self, metrics: BusMetrics) -> None:
+        while True:
+            await metrics.refresh()  # never raises: a bus that cannot answer keeps its numbers
+            await asyncio.sleep(self._consumer_refresh)
 
 
 def _parse(request_line: bytes) -> tuple[str, str]:

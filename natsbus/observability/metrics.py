@@ -176,12 +176,19 @@ class BusMetrics:
         return tally
 
     async def refresh(self) -> None:
-        """Ask the server for the pending counts of every live NatsBus's consumers."""
+        """Ask the server for the pending counts of every live NatsBus's consumers.
+
+        A bus whose consumers cannot be asked about now (the server is away) keeps the numbers
+        it had: a dashboard shows the last known backlog through an outage, not a gap.
+        """
         for bus in self._buses():
             try:
-                self._consumers[bus] = await bus.consumer_statistics(self._consumer_timeout)
+                fresh = await bus.consumer_statistics(self._consumer_timeout)
             except Exception:  # away: keep what we had
                 logger.debug("consumer statistics of %r failed", bus, exc_info=True)
+                continue
+            if fresh or bus not in self._consumers:
+                self._consumers[bus] = fresh
 
     # --- the prometheus_client Collector protocol ---------------------------------------------
 

@@ -358,11 +358,21 @@ class JobExecutor:
         started: float | None = None,
     ) -> None:
         worker = self._worker
+        duration = None if started is None else time.perf_counter() - started
         tally = worker.bus.tally
         if tally is not None:
             # Every answer counts by status; a job that ran (``started``) also by duration.
-            duration = None if started is None else time.perf_counter() - started
             tally.count_job(worker.name, status.value, duration)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "job %s worker=%s name=%s status=%s duration=%s requester=%s",
+                request.job_id,
+                worker.name,
+                request.job_name,
+                status.value,
+                "-" if duration is None else f"{duration * 1000:.1f}ms",
+                request.source,
+            )
         message: BusMessage
         if stream_end:
             message = BusJobStreamEndMessage(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -24,6 +25,7 @@ from natsbus.messages import (
     Payload,
 )
 from natsbus.observability import METRIC_NAMES, BusMetrics, ObservabilityServer
+from natsbus.testing import NatsServer
 from natsbus.workers import BaseWorker, job
 
 from helpers.observability import Scrape, scrape
@@ -163,7 +165,9 @@ async def test_nats_exchange_jobs_and_bad_input_show_in_metrics(nats_url: str) -
     async with (
         running(echo, bus=nats_bus(nats_url, channel, metrics)) as runner,
         sender_bus,
-        ObservabilityServer(host="127.0.0.1", port=0, metrics=metrics) as server,
+        ObservabilityServer(
+            host="127.0.0.1", port=0, metrics=metrics, consumer_refresh=0.1
+        ) as server,
     ):
         await runner.bus.subscribe(receiver)
         for i in range(3):
@@ -192,7 +196,13 @@ async def test_nats_exchange_jobs_and_bad_input_show_in_metrics(nats_url: str) -
         async def decoded_error_seen() -> Scrape:
             while True:
                 result = await scrape(server.port)
-                if result.sum("natsbus_decode_errors_total") >= 1:
+                workers = result.labels("natsbus_jetstream_consumer_pending_messages", "worker")
+                # The consumer numbers are refreshed in the background: wait for all of them.
+                if result.sum("natsbus_decode_errors_total") >= 1 and workers >= {
+                    "echo",
+                    "receiver",
+                    "requester",
+                }:
                     return result
                 await asyncio.sleep(0.05)
 
@@ -295,3 +305,34 @@ async def test_error_and_drop_series_exist_before_the_first_event(nats_url: str)
         assert result.value("natsbus_decode_errors_total", bus="nats", reason=reason) == 0
     speak = {"bus": "nats", "lane": "data", "type": "BusTTSSpeakMessage"}
     assert result.value("natsbus_handler_errors_total", **speak) == 0
+
+
+async def test_metrics_answer_at_once_while_the_server_is_away(nats_server: NatsServer) -> None:
+    metrics = BusMetrics(registry=CollectorRegistry())
+    bus = nats_bus(nats_server.url, f"away-{uuid.uuid4().hex[:8]}", metrics)
+    await bus.subscribe(Echo("echo"))
+    async with (
+        bus,
+        ObservabilityServer(
+            host="127.0.0.1", port=0, metrics=metrics, consumer_refresh=0.1
+        ) as server,
+    ):
+        for _ in range(100):  # the first refresh
+            if (await scrape(server.port)).labels(
+                "natsbus_jetstream_consumer_pending_messages", "role"
+            ):
+                break
+            await asyncio.sleep(0.05)
+        await nats_server.kill()
+        try:
+            await asyncio.sleep(0.3)  # refreshes now wait for answers that never come
+            began = time.monotonic()
+            for _ in range(5):
+                result = await scrape(server.port)
+            # Asking the server would take the consumer timeout (1 s) per consumer.
+            assert time.monotonic() - began < 1.0
+            assert result.value("natsbus_connection_up", bus="nats", connection="data") == 0
+            pending = result.labels("natsbus_jetstream_consumer_pending_messages", "role")
+            assert pending == {"instance"}  # the last numbers known
+        finally:
+            await nats_server.start()

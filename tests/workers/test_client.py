@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import time
 import uuid
@@ -122,3 +123,17 @@ async def test_connect_runs_a_job_a_stream_and_a_cancel_on_a_worker_in_another_p
         assert await peer.wait(15) == 0
     finally:
         await peer.close()
+
+
+async def test_every_answered_job_is_one_debug_line(
+    tool_and_client: tuple[Tool, BusClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, client = tool_and_client
+    caplog.set_level(logging.DEBUG, logger="natsbus.workers.executor")
+    await client.request("tool", "echo", {})
+    with pytest.raises(JobError):
+        await client.request("tool", "boom")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("job ")]
+    assert len(lines) == 2
+    assert "worker=tool name=echo status=completed duration=" in lines[0]
+    assert "name=boom status=error" in lines[1] and "requester=script" in lines[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -145,3 +146,17 @@ async def test_natsbus_run_in_process_ends_on_sigterm() -> None:
         assert any("hosting worker 'idler' on the in-process bus" in line for line in peer.lines)
     finally:
         await peer.close()
+
+
+def test_an_import_error_inside_the_users_module_names_its_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "broken_app.py").write_text("import os\n\nimport not_installed_anywhere\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "broken_app:Worker"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1  # one line, no traceback
+    assert "No module named 'not_installed_anywhere'" in err
+    assert f"({tmp_path / 'broken_app.py'}, line 3)" in err
+    assert main(["run", "broken_app:Worker", "--debug"]) == 2
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
