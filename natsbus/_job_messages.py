@@ -30,6 +30,8 @@ __all__ = [
     "BusJobUpdateMessage",
     "BusJobUpdateRequestMessage",
     "BusJobUpdateUrgentMessage",
+    "dead_letter_reason",
+    "error_answer",
     "is_job_message",
 ]
 
@@ -234,3 +236,30 @@ def is_job_message(message: BusMessage) -> bool:
         True for job messages, which a NatsBus carries on JetStream.
     """
     return message.job_role is not None
+
+
+def error_answer(
+    request: BusJobRequestMessage, reason: str, *, source: str | None = None
+) -> BusJobResponseMessage:
+    """The ``error`` response to ``request``: ``{"error": reason}``, back to its requester.
+
+    Every place that must answer a job it cannot run (a dead letter, a result that cannot be
+    sent, a request the server refused) answers with this, on the worker's behalf.
+
+    Args:
+        request: The request answered.
+        reason: What went wrong, for the requester.
+        source: Who answers; the worker asked (``request.target``) by default.
+    """
+    return BusJobResponseMessage(
+        request.job_id,
+        JobStatus.ERROR,
+        {"error": reason},
+        source=source or request.target or "natsbus",
+        target=request.source,
+    )
+
+
+def dead_letter_reason(deliveries: int) -> str:
+    """What the requester is told of a job given up after ``deliveries`` deliveries."""
+    return f"job was not completed after {deliveries} deliveries"

@@ -3,6 +3,9 @@
 - :class:`NatsServer` (and :class:`NatsCluster`): a real ``nats-server`` you can start and
   stop.
 - :func:`run_test`: run one frame processor in a pipeline worker and see what comes out.
+- :class:`TestBus` (on a :class:`TestNetwork`): unit-test workers in one process with NatsBus's
+  wire and job semantics (the codec's refusals, one replica per job, redelivery after a crash,
+  ``max_attempts``), no server needed.
 
 Example::
 
@@ -10,6 +13,7 @@ Example::
         nc = await nats.connect(server.url)
 """
 
+from natsbus.testing.memory_bus import TestBus, TestNetwork
 from natsbus.testing.nats_cluster import NatsCluster
 from natsbus.testing.nats_server import (
     NatsServer,
@@ -26,6 +30,8 @@ __all__ = [
     "NatsServerNotFoundError",
     "NatsServerStartError",
     "ServerState",
+    "TestBus",
+    "TestNetwork",
     "find_nats_server_binary",
     "run_test",
 ]

@@ -19,6 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
+from natsbus._job_messages import error_answer
 from natsbus.errors import EncodeError, MessageTooLargeError
 from natsbus.messages import (
     BusJobCancelMessage,
@@ -391,12 +392,8 @@ class JobExecutor:
             logger.error(
                 "%s: the answer to job %r cannot be sent: %s", worker, request.job_id, error
             )
-            failure = BusJobResponseMessage(
-                request.job_id,
-                JobStatus.ERROR,
-                {"error": f"the job's result cannot be sent: {error}"},
-                source=worker.name,
-                target=request.source,
+            failure = error_answer(
+                request, f"the job's result cannot be sent: {error}", source=worker.name
             )
             await self._send_quietly(failure, request)
             if not quiet:

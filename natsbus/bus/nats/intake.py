@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from nats.aio.msg import Msg
 
+from natsbus._job_messages import dead_letter_reason
 from natsbus.bus.nats.inbound import InboundDecoder, RecentIds
 from natsbus.bus.nats.ledger import JobLedger, TakenJob
 from natsbus.bus.nats.outbox import MSG_ID_HEADER
@@ -157,7 +158,7 @@ class JobIntake:
                 job.attempt - 1,
             )
             self._counts.dead_lettered += 1
-            reason = f"job was not completed after {job.attempt - 1} deliveries"
+            reason = dead_letter_reason(job.attempt - 1)
             self._answer_error(message, job, reason)
             return
         if (job.worker, job.job_id) in self._ledger:

@@ -28,6 +28,7 @@ from nats.errors import Error as NatsError
 from nats.js.client import JetStreamContext
 from nats.js.errors import ServiceUnavailableError
 
+from natsbus._job_messages import error_answer
 from natsbus.bus.nats.answers import AnsweredCheck, answer_id
 from natsbus.bus.nats.consumer_set import ConsumerSet
 from natsbus.bus.nats.consumers import ConsumerStatistics
@@ -45,10 +46,8 @@ from natsbus.errors import BusClosedError, BusUnavailableError
 from natsbus.messages import (
     BusJobMessage,
     BusJobRequestMessage,
-    BusJobResponseMessage,
     BusMessage,
     JobRole,
-    JobStatus,
     Lane,
 )
 
@@ -363,16 +362,10 @@ class JobChannel:
             outbox.refuse(subject)
 
     def _request_refused(self, request: BusJobRequestMessage) -> None:
-        assert request.target is not None
-        response = BusJobResponseMessage(
-            request.job_id,
-            JobStatus.ERROR,
-            {
-                "error": "the NATS server refused to store the request: this bus's user may"
-                f" not send job requests as {request.source!r} (see `natsbus permissions`)"
-            },
-            source=request.target,
-            target=request.source,
+        response = error_answer(
+            request,
+            "the NATS server refused to store the request: this bus's user may not send job"
+            f" requests as {request.source!r} (see `natsbus permissions`)",
         )
         self._stamp(response)
         self._deliver(response)
@@ -383,13 +376,7 @@ class JobChannel:
 
     def _answer_error(self, request: BusJobRequestMessage, job: TakenJob, error: str) -> None:
         """Answer a request ``error`` on its worker's behalf, then terminate its delivery."""
-        response = BusJobResponseMessage(
-            request.job_id,
-            JobStatus.ERROR,
-            {"error": error},
-            source=request.target or "natsbus",
-            target=request.source,
-        )
+        response = error_answer(request, error)
         self._stamp(response)
         data = self._codec.encode(response)
         if not job.reply_to:
