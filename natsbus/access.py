@@ -158,6 +158,7 @@ def permissions(
         publish.extend([f"{root}.job.req.*.{sender}", f"{root}.job.ctl.*.{sender}"])
         if runs_jobs:
             publish.append(f"{root}.job.rsp.*.*.{sender}")  # answers and claims
+            publish.append(f"{root}.dlq.{sender}")  # its requests given up
 
     # JetStream: the streams, the instance consumers, and each worker's request consumer.
     publish.extend(f"{JS_API}.STREAM.INFO.{name}" for name in (jobs, requests))

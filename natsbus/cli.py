@@ -1,5 +1,8 @@
 """The ``natsbus`` command.
 
+``natsbus jobs`` and ``natsbus dlq list|show|replay`` show a channel's job requests (waiting,
+running, given up) as JetStream holds them (see :mod:`natsbus.ops`).
+
 ``natsbus permissions --channel C --name N --role R`` prints the least NATS permissions of
 a bus in that role (see :mod:`natsbus.access`).
 
@@ -27,6 +30,7 @@ from typing import Final
 
 from natsbus import __version__
 from natsbus._cli_nats import add_nats_arguments, nats_options
+from natsbus._cli_ops import add_ops_commands, run_ops
 from natsbus._redact import redact_url
 from natsbus.bus import AsyncQueueBus, WorkerBus
 from natsbus.errors import BusPermissionError, BusUnavailableError
@@ -182,6 +186,7 @@ def _parser() -> argparse.ArgumentParser:
         "--stream", default="NATSBUS_JOBS", help="job stream name (default: NATSBUS_JOBS)"
     )
     access.add_argument("--json", action="store_true", help="print the permissions as JSON")
+    add_ops_commands(commands)
     run = commands.add_parser("run", help="host one worker until it ends")
     run.add_argument("target", help="the worker, as module:WorkerClass")
     run.add_argument("--name", help="the worker's name (default: the class's default)")
@@ -257,13 +262,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "permissions":
             return _print_permissions(args)
+        if args.command in ("jobs", "dlq"):
+            return asyncio.run(run_ops(args))
         return asyncio.run(_serve(args))
     except (BusUnavailableError, BusPermissionError) as error:
         # The message says what failed and where (passwords replaced); the nats-py errors
         # chained under it would only repeat it at length (--debug shows them).
         _report(error, debug=getattr(args, "debug", False))
         return 1
-    except (ValueError, ImportError, AttributeError, SyntaxError) as error:
+    except (ValueError, LookupError, ImportError, AttributeError, SyntaxError) as error:
         _report(error, debug=getattr(args, "debug", False))
         return 2
 

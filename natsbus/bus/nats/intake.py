@@ -38,6 +38,7 @@ whether it was answered (the server is away or electing a leader)."""
 Spawn = Callable[[Coroutine[Any, Any, Any]], None]
 Admits = Callable[[BusMessage, str], bool]
 AnswerError = Callable[[BusJobRequestMessage, TakenJob, str], None]
+StoreDeadLetter = Callable[[TakenJob], None]
 WasAnswered = Callable[[TakenJob], Awaitable[bool]]
 
 
@@ -51,6 +52,8 @@ class JobIntake:
         deliver: Hands a message to the local subscribers.
         answer_error: Answers a request with status ``error`` and a reason, then terminates
             its delivery: ``(request, delivery, reason)``.
+        store_dead_letter: Keeps a request given up after its last attempt, for
+            ``natsbus dlq`` (before it is answered ``error``).
         was_answered: Asks the stream whether a delivery before this one of the job's request
             was answered (:meth:`AnsweredCheck.answered
             <natsbus.bus.nats.answers.AnsweredCheck.answered>`).
@@ -72,6 +75,7 @@ class JobIntake:
         max_attempts: int,
         deliver: Callable[[BusMessage], None],
         answer_error: AnswerError,
+        store_dead_letter: StoreDeadLetter,
         was_answered: WasAnswered,
         instance: str,
         counts: NetworkCounts,
@@ -83,6 +87,7 @@ class JobIntake:
         self._max_attempts = max_attempts
         self._deliver = deliver
         self._answer_error = answer_error
+        self._store_dead_letter = store_dead_letter
         self._was_answered = was_answered
         self._instance = instance
         self._counts = counts
@@ -158,6 +163,7 @@ class JobIntake:
                 job.attempt - 1,
             )
             self._counts.dead_lettered += 1
+            self._store_dead_letter(job)
             reason = dead_letter_reason(job.attempt - 1)
             self._answer_error(message, job, reason)
             return

@@ -51,11 +51,13 @@ from natsbus.messages import (
     Lane,
 )
 
-__all__ = ["JobChannel", "mapped"]
+__all__ = ["DEAD_LETTER_HEADER", "JobChannel", "mapped"]
 
 logger = logging.getLogger("natsbus.bus.nats")
 
 _LANES: Final[tuple[Lane, Lane]] = (Lane.SYSTEM, Lane.DATA)
+DEAD_LETTER_HEADER: Final = "Natsbus-Deliveries"
+"""On a dead-lettered request: how many times it was delivered before it was given up."""
 _CHECK_TIMEOUT: Final = 2.0
 """Seconds to wait for each answer of the server while checking a redelivered request."""
 
@@ -125,6 +127,7 @@ class JobChannel:
             max_attempts=options.max_attempts,
             deliver=deliver,
             answer_error=self._answer_error,
+            store_dead_letter=self._store_dead_letter,
             was_answered=self._was_answered,
             instance=instance,
             counts=counts,
@@ -373,6 +376,23 @@ class JobChannel:
     def _requester(self, worker: str, job_id: str) -> str | None:
         job = self._ledger.get((worker, job_id))
         return None if job is None else job.requester
+
+    def _store_dead_letter(self, job: TakenJob) -> None:
+        """Keep a request given up after its last attempt, as it came, for ``natsbus dlq``."""
+        headers = {
+            MSG_ID_HEADER: f"dlq:{job.message_id}",
+            DEAD_LETTER_HEADER: str(job.attempt - 1),
+            REPLY_TO_HEADER: job.reply_to,
+        }
+        self._spawn(
+            self._outboxes[Lane.DATA].put(
+                OutboundJobMessage(
+                    subject=self._layout.dead_letters(job.worker),
+                    data=job.delivery.data,
+                    headers=headers,
+                )
+            )
+        )
 
     def _answer_error(self, request: BusJobRequestMessage, job: TakenJob, error: str) -> None:
         """Answer a request ``error`` on its worker's behalf, then terminate its delivery."""

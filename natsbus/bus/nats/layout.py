@@ -17,6 +17,8 @@ the **sender token** ``<S>``, the escaped ``source`` of the message::
                                           chunks for I
     <prefix>.<C>.job.rsp.<I>.claim.<S>    JetStream (job stream): claims of I on redelivered
                                           requests (read by no consumer; see answers.py)
+    <prefix>.<C>.dlq.<W>                  JetStream (job stream): W's dead-lettered requests
+                                          (stored by the bus that gave up; W is the sender)
     <prefix>.<C>.life.<lane>.all.<S>      JetStream (job stream): lifecycle messages (activate,
     <prefix>.<C>.life.<lane>.to.<W>.<S>   end, cancel, ready, error, registry), broadcast or
                                           for W, read by the instance consumers of every bus
@@ -157,6 +159,14 @@ class SubjectLayout:
         """Wildcard matching every lifecycle message of one lane (for observers)."""
         return f"{self.root}.life.{_TOKENS[lane]}.>"
 
+    def dead_letters(self, worker: str | None = None) -> str:
+        """Subject of the requests for ``worker`` given up after their last attempt.
+
+        In the job stream, under the worker's own token (the bus hosting it stores them);
+        None: every worker's (for ``natsbus dlq``).
+        """
+        return f"{self.root}.dlq.{_sender(worker)}"
+
     @property
     def request_stream(self) -> str:
         """Name of the work-queue stream that stores job requests: ``<stream>_REQUESTS``."""
@@ -165,7 +175,12 @@ class SubjectLayout:
     @staticmethod
     def stream_subjects(prefix: str = DEFAULT_PREFIX) -> list[str]:
         """Subjects the job stream captures: job controls, replies and lifecycle messages."""
-        return [f"{prefix}.*.job.ctl.*.*", f"{prefix}.*.job.rsp.*.*.*", f"{prefix}.*.life.>"]
+        return [
+            f"{prefix}.*.job.ctl.*.*",
+            f"{prefix}.*.job.rsp.*.*.*",
+            f"{prefix}.*.life.>",
+            f"{prefix}.*.dlq.*",
+        ]
 
     @staticmethod
     def request_stream_subjects(prefix: str = DEFAULT_PREFIX) -> list[str]:

@@ -63,6 +63,7 @@ class Scene:
     def __init__(self, max_attempts: int = 3) -> None:
         self.delivered: list[BusMessage] = []
         self.errors: list[tuple[str, str, str]] = []
+        self.dead_letters: list[str] = []
         self.counts = NetworkCounts()
         self.answered_before: set[str] = set()  # request ids whose earlier answer is stored
         self.stream_away = False
@@ -78,6 +79,7 @@ class Scene:
             answer_error=lambda req, job, reason: self.errors.append(
                 (req.job_id, job.reply_to, reason)
             ),
+            store_dead_letter=lambda job: self.dead_letters.append(job.message_id),
             was_answered=self.was_answered,
             instance="me",
             counts=self.counts,
@@ -132,6 +134,7 @@ async def test_a_request_past_its_last_attempt_is_answered_error_not_run() -> No
     assert scene.delivered == []
     assert scene.errors == [("j2", "inst", "job was not completed after 2 deliveries")]
     assert scene.counts.dead_lettered == 1
+    assert scene.dead_letters == ["m2"]  # kept for natsbus dlq
 
 
 async def test_a_job_id_already_running_for_the_worker_is_refused() -> None:

@@ -68,6 +68,7 @@ values path named in error messages).
 {{- $publish = concat $publish (list (printf "%s.job.req.*.%s" $root $sender) (printf "%s.job.ctl.*.%s" $root $sender)) -}}
 {{- if $runsJobs -}}
 {{- $publish = append $publish (printf "%s.job.rsp.*.*.%s" $root $sender) -}}
+{{- $publish = append $publish (printf "%s.dlq.%s" $root $sender) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

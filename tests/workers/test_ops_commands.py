@@ -1,0 +1,126 @@
+"""``natsbus jobs`` and ``natsbus dlq`` print the true state of a scene on a real nats-server.
+
+The scene: two workers (``payments``, on two replicas, and ``inventory``), a request waiting
+for a worker nobody runs (``ledger``), and a request given up after its last attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from asyncio.subprocess import PIPE
+from typing import Any
+
+import pytest
+
+from natsbus.bus.nats import JetStreamOptions, NatsBus
+from natsbus.messages import BusJobRequestMessage, Payload
+from natsbus.workers import BaseWorker, JobError, JobParams, job
+
+from helpers.workers import Client, running, within
+
+# One attempt: a request whose bus stops before answering is given up on its next delivery.
+OPTIONS = JetStreamOptions(ack_wait=5, max_attempts=1)
+
+
+class Shop(Client):
+    """Asks for jobs, runs none (no request consumer of its own)."""
+
+    runs_jobs = False
+
+
+class Gate(BaseWorker):
+    """``pay`` waits until the test opens the gate."""
+
+    def __init__(self, name: str = "payments") -> None:
+        super().__init__(name)
+        self.took: list[str] = []
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    @job(name="pay")
+    async def pay(self, message: BusJobRequestMessage) -> Payload:
+        self.took.append(message.job_id)
+        self.waiting.set()
+        await self.gate.wait()
+        return {"paid": True}
+
+
+async def run_cli(*argv: str) -> str:
+    """Run ``natsbus ARGV`` in a process of its own, as an operator would; its output."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "natsbus", *argv, stdout=PIPE, stderr=PIPE
+    )
+    out, err = await within(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
+def table(output: str) -> dict[str, list[str]]:
+    lines = output.splitlines()
+    return {line.split()[0]: line.split() for line in lines[1:]}
+
+
+async def test_jobs_and_dlq_show_waiting_running_and_dead_lettered_requests(
+    nats_url: str,
+) -> None:
+    channel = f"ops-{uuid.uuid4().hex[:8]}"
+    where = ["--nats-url", nats_url, "--channel", channel]
+
+    def bus() -> NatsBus:
+        return NatsBus(servers=nats_url, channel=channel, jetstream_options=OPTIONS)
+
+    first, second, client = Gate(), Gate(), Shop("shop")
+    first_bus = bus()
+    async with (
+        running(Gate("inventory"), bus=bus()),
+        running(first, bus=first_bus),
+        running(client, bus=bus()),
+    ):
+        # Nobody runs "ledger": its request waits in the stream.
+        waiting = asyncio.ensure_future(
+            client.request_job("ledger", params=JobParams(name="post", wait_ready=False))
+        )
+        # The only replica takes "pay"; a second one joins; the first's bus goes away before
+        # it answers, and the next delivery, to the second, is past max_attempts: given up.
+        asking = asyncio.ensure_future(_ask(client))
+        await within(first.waiting.wait())
+        running_jobs = table(await run_cli("jobs", *where))
+        assert running_jobs["payments"][1:5] == ["1", "0", "1", "0"]  # stored, waiting, running
+        async with running(second, bus=bus()):
+            await first_bus.stop()
+            with pytest.raises(JobError, match="not completed after 1 deliveries"):
+                await within(asking, 15)
+            job_id = first.took[0]
+            await waiting
+
+            rows = table(await run_cli("jobs", *where))
+            assert sorted(rows) == ["inventory", "ledger", "payments"]
+            # Delivered twice, then given up: nothing stored or running, one dead letter.
+            assert rows["payments"][1:] == ["0", "0", "0", "0", "-", "1"]
+            assert rows["ledger"][1:4] == ["1", "no", "consumer"]
+            assert rows["inventory"][1:3] == ["0", "0"]
+            report = json.loads(await run_cli("jobs", *where, "--json"))
+            ledger = next(r for r in report if r["worker"] == "ledger")
+            assert ledger["waiting"] is None and ledger["oldest_age"] >= 0
+
+            letters = (await run_cli("dlq", "list", *where)).splitlines()
+            assert len(letters) == 2 and job_id in letters[1] and "shop" in letters[1]
+            sequence = letters[1].split()[0]
+            shown = json.loads(await run_cli("dlq", "show", sequence, *where))
+            assert shown["job_id"] == job_id and shown["payload"] == {"amount": 7}
+            assert shown["deliveries"] == 1 and shown["job_name"] == "pay"
+            # Sent again: the remaining replica runs it, and the dead letter is gone.
+            assert "replayed" in await run_cli("dlq", "replay", sequence, *where)
+            await within(second.waiting.wait())
+            second.gate.set()
+            assert second.took == [job_id]
+            assert "no dead letters" in await run_cli("dlq", "list", *where)
+
+
+async def _ask(client: Client) -> Any:
+    async with client.job("payments", name="pay", payload={"amount": 7}) as j:
+        pass
+    return j.response
