@@ -1,4 +1,4 @@
-"""``natsbus jobs`` and ``natsbus dlq``: a deployment's jobs, read from JetStream."""
+"""``natsbus status``, ``jobs`` and ``dlq``: a deployment's workers and jobs, from JetStream."""
 
 from __future__ import annotations
 
@@ -10,14 +10,27 @@ from natsbus._cli_nats import add_nats_arguments, nats_options
 from natsbus.bus.nats.connection import close_connection, open_connection
 from natsbus.bus.nats.layout import SubjectLayout
 from natsbus.messages import Lane
-from natsbus.ops import DeadLetter, WorkerJobs, as_json, dead_letter, dead_letters, job_backlog
+from natsbus.ops import (
+    DeadLetter,
+    WorkerJobs,
+    WorkerStatus,
+    as_json,
+    dead_letter,
+    dead_letters,
+    fleet_status,
+    job_backlog,
+)
 from natsbus.ops import replay as replay_dead_letter
 
 __all__ = ["add_ops_commands", "run_ops"]
 
 
 def add_ops_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``jobs`` and ``dlq`` to the ``natsbus`` command."""
+    """Add ``status``, ``jobs`` and ``dlq`` to the ``natsbus`` command."""
+    status = commands.add_parser(
+        "status", help="workers by runner, as announced, and whether the server sees them pull"
+    )
+    _add_common(status)
     jobs = commands.add_parser(
         "jobs", help="requests waiting, running and dead-lettered, per worker"
     )
@@ -42,7 +55,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 async def run_ops(args: argparse.Namespace) -> int:
-    """Run ``jobs`` or ``dlq`` (see :func:`add_ops_commands`); returns the exit status."""
+    """Run ``status``, ``jobs`` or ``dlq`` (see :func:`add_ops_commands`); the exit status."""
     if args.command == "dlq" and args.action != "list" and args.sequence is None:
         raise ValueError(f"natsbus dlq {args.action} needs the dead letter's sequence")
     if not args.nats_url:
@@ -52,7 +65,10 @@ async def run_ops(args: argparse.Namespace) -> int:
     client = await open_connection(connect, Lane.DATA, on_reconnected=_nothing, on_error=_quiet)
     try:
         js = client.jetstream()
-        if args.command == "jobs":
+        if args.command == "status":
+            workers = await fleet_status(js, layout)
+            print(as_json(workers) if args.json else _status_table(workers))
+        elif args.command == "jobs":
             rows = await job_backlog(js, layout)
             print(as_json(rows) if args.json else _jobs_table(rows))
         elif args.action == "list":
@@ -84,6 +100,37 @@ def _table(header: Sequence[str], rows: list[list[str]]) -> str:
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         for line in lines
+    )
+
+
+def _status_table(rows: list[WorkerStatus]) -> str:
+    if not rows:
+        return "no worker announced on this channel in the last 24 hours"
+    header = [
+        "worker",
+        "runner",
+        "parent",
+        "active",
+        "bridged",
+        "ready since",
+        "pulling",
+        "running",
+    ]
+    return _table(
+        header,
+        [
+            [
+                row.worker,
+                row.runner,
+                row.parent or "-",
+                "yes" if row.active else "no",
+                "yes" if row.bridged else "no",
+                "-" if row.ready_since is None else row.ready_since.isoformat(timespec="seconds"),
+                "no consumer" if row.pulling is None else str(row.pulling),
+                str(row.running),
+            ]
+            for row in rows
+        ],
     )
 
 

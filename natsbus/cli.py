@@ -1,7 +1,8 @@
 """The ``natsbus`` command.
 
-``natsbus jobs`` and ``natsbus dlq list|show|replay`` show a channel's job requests (waiting,
-running, given up) as JetStream holds them (see :mod:`natsbus.ops`).
+``natsbus status``, ``natsbus jobs`` and ``natsbus dlq list|show|replay`` show a channel's
+workers and job requests (waiting, running, given up) as JetStream holds them (see
+:mod:`natsbus.ops`).
 
 ``natsbus permissions --channel C --name N --role R`` prints the least NATS permissions of
 a bus in that role (see :mod:`natsbus.access`).
@@ -262,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "permissions":
             return _print_permissions(args)
-        if args.command in ("jobs", "dlq"):
+        if args.command in ("status", "jobs", "dlq"):
             return asyncio.run(run_ops(args))
         return asyncio.run(_serve(args))
     except (BusUnavailableError, BusPermissionError) as error:

@@ -1,19 +1,22 @@
-"""What an operator asks of a deployment, read from JetStream: ``natsbus jobs`` and ``dlq``.
+"""What an operator asks of a deployment, read from JetStream: ``natsbus status|jobs|dlq``.
 
 Everything here reads the server's state, not the processes': the request stream and its
 consumers say which jobs wait and which are running, the job stream keeps the requests given
-up after their last attempt (``<root>.dlq.<worker>``, stored by the bus that gave up). So the
-answers hold while workers are down, and need nothing from them.
+up after their last attempt (``<root>.dlq.<worker>``, stored by the bus that gave up) and the
+lifecycle messages the runners announced their workers with. So the answers hold while
+workers are down, and need nothing from them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 from dataclasses import dataclass
 from typing import Any, Final
 
-from nats.js.api import ConsumerInfo
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
@@ -22,14 +25,17 @@ from natsbus.bus.nats.jobs import DEAD_LETTER_HEADER
 from natsbus.bus.nats.layout import SubjectLayout
 from natsbus.bus.nats.subjects import decode_token
 from natsbus.codec import Codec
-from natsbus.messages import BusJobRequestMessage
+from natsbus.errors import DecodeError
+from natsbus.messages import BusJobRequestMessage, BusWorkerReadyMessage, BusWorkerRegistryMessage
 
 __all__ = [
     "DeadLetter",
     "WorkerJobs",
+    "WorkerStatus",
     "as_json",
     "dead_letter",
     "dead_letters",
+    "fleet_status",
     "job_backlog",
     "replay",
 ]
@@ -111,12 +117,7 @@ async def job_backlog(
         stored[worker] = stored.get(worker, 0) + count
     dead = await _subject_counts(js, layout.stream, layout.dead_letters())
     dead_by_worker = {_token(subject, from_end=0): count for subject, count in dead.items()}
-    consumers: dict[str, ConsumerInfo] = {}
-    prefix = f"{layout.root}.job.req."
-    for consumer in await js.consumers_info(layout.request_stream):
-        subject = consumer.config.filter_subject or ""  # <root>.job.req.<W>.*
-        if subject.startswith(prefix) and subject.count(".") == prefix.count(".") + 1:
-            consumers[_token(subject, from_end=1)] = consumer
+    consumers = await _request_consumers(js, layout)
     rows = []
     for worker in sorted(set(stored) | set(consumers) | set(dead_by_worker)):
         info = consumers.get(worker)
@@ -133,6 +134,81 @@ async def job_backlog(
                 redelivered=0 if info is None else info.num_redelivered or 0,
                 oldest_age=None if oldest is None else (now - oldest).total_seconds(),
                 dead_lettered=dead_by_worker.get(worker, 0),
+            )
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """One worker as its runner last announced it, and what the server sees of it now.
+
+    Attributes:
+        worker: The worker's name.
+        runner: The runner that announced it (a pod's name, with ``natsbus run``).
+        parent: Its parent worker, or None for a root worker.
+        active: Whether it was active when last announced.
+        bridged: Whether it is bridged onto a pipeline.
+        ready_since: When it became ready, if it said.
+        pulling: Pull requests waiting at the server for its jobs: one or more for each live
+            bus hosting it and taking jobs now; None when it has no request consumer.
+        running: Its jobs taken and not answered.
+    """
+
+    worker: str
+    runner: str
+    parent: str | None
+    active: bool
+    bridged: bool
+    ready_since: datetime.datetime | None
+    pulling: int | None
+    running: int
+
+
+async def fleet_status(
+    js: JetStreamContext, layout: SubjectLayout, *, codec: Codec | None = None
+) -> list[WorkerStatus]:
+    """The workers of ``layout``'s channel, by runner, as announced in the last 24 hours.
+
+    Read from the lifecycle messages the job stream keeps (registry snapshots and ready
+    announcements): a runner that died keeps its last announcement, so :attr:`pulling` is
+    what tells a worker still served.
+    """
+    codec = codec or Codec()
+    announced: dict[tuple[str, str], WorkerStatus] = {}
+    for message in await _lifecycle(js, layout, codec):
+        entries: list[tuple[str, str, str | None, bool, bool, float | None]] = []
+        if isinstance(message, BusWorkerRegistryMessage):
+            for gone in [key for key in announced if key[0] == message.runner]:
+                del announced[gone]  # a snapshot is the whole of its runner's workers
+            entries = [
+                (message.runner, e.name, e.parent, e.active, e.bridged, e.started_at)
+                for e in message.workers
+            ]
+        elif isinstance(message, BusWorkerReadyMessage):
+            entries = [
+                (
+                    message.runner,
+                    message.source,
+                    message.parent,
+                    message.active,
+                    message.bridged,
+                    message.started_at,
+                )
+            ]
+        for runner, worker, parent, active, bridged, started_at in entries:
+            announced[(runner, worker)] = WorkerStatus(
+                worker, runner, parent, active, bridged, _when(started_at), None, 0
+            )
+    live = await _request_consumers(js, layout)
+    rows = []
+    for (_, worker), status in sorted(announced.items(), key=lambda item: item[0][::-1]):
+        info = live.get(worker)
+        rows.append(
+            dataclasses.replace(
+                status,
+                pulling=None if info is None else info.num_waiting or 0,
+                running=0 if info is None else info.num_ack_pending or 0,
             )
         )
     return rows
@@ -200,7 +276,7 @@ async def replay(
     return letter
 
 
-def as_json(rows: list[WorkerJobs] | list[DeadLetter]) -> str:
+def as_json(rows: list[WorkerJobs] | list[DeadLetter] | list[WorkerStatus]) -> str:
     """Rows as a JSON array (``--json``)."""
     return json.dumps(
         [row.describe() if isinstance(row, DeadLetter) else row.__dict__ for row in rows],
@@ -215,6 +291,56 @@ def as_json(rows: list[WorkerJobs] | list[DeadLetter]) -> str:
 def _token(subject: str, *, from_end: int) -> str:
     """The name in the token ``from_end`` places before a subject's last one."""
     return decode_token(subject.split(".")[-1 - from_end])
+
+
+async def _request_consumers(
+    js: JetStreamContext, layout: SubjectLayout
+) -> dict[str, ConsumerInfo]:
+    """The request consumers of ``layout``'s channel, by worker."""
+    consumers: dict[str, ConsumerInfo] = {}
+    prefix = f"{layout.root}.job.req."
+    try:
+        found = await js.consumers_info(layout.request_stream)
+    except NotFoundError:
+        return consumers
+    for consumer in found:
+        subject = consumer.config.filter_subject or ""  # <root>.job.req.<W>.*
+        if subject.startswith(prefix) and subject.count(".") == prefix.count(".") + 1:
+            consumers[_token(subject, from_end=1)] = consumer
+    return consumers
+
+
+async def _lifecycle(js: JetStreamContext, layout: SubjectLayout, codec: Codec) -> list[Any]:
+    """Every broadcast lifecycle message the job stream keeps for the channel, in order."""
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.NONE,
+        inactive_threshold=5.0,
+    )
+    reader = await js.pull_subscribe(
+        f"{layout.root}.life.*.all.*", stream=layout.stream, config=config
+    )
+    messages: list[Any] = []
+    try:
+        while True:
+            try:
+                batch = await reader.fetch(500, timeout=0.5)
+            except NatsTimeoutError:
+                break
+            for msg in batch:
+                try:
+                    messages.append(codec.decode(msg.data))
+                except DecodeError:
+                    continue  # not natsbus's, or a newer type: nothing to show
+    finally:
+        await reader.unsubscribe()
+    return messages
+
+
+def _when(timestamp: float | None) -> datetime.datetime | None:
+    if timestamp is None:
+        return None
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
 
 
 async def _subject_counts(js: JetStreamContext, stream: str, subjects: str) -> dict[str, int]:

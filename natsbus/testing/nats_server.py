@@ -327,6 +327,9 @@ class NatsServer:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
+                # A session of its own: a Ctrl-C in the terminal reaches the owner, which stops
+                # the server after its clients, instead of killing it under them.
+                start_new_session=True,
             )
         try:
             await self._wait_ready(self._proc, log_path, offset)

@@ -72,11 +72,11 @@ async def test_jobs_and_dlq_show_waiting_running_and_dead_lettered_requests(
     def bus() -> NatsBus:
         return NatsBus(servers=nats_url, channel=channel, jetstream_options=OPTIONS)
 
-    first, second, client = Gate(), Gate(), Shop("shop")
+    first, second, client = Gate(), Gate(), Shop("checkout")
     first_bus = bus()
     async with (
         running(Gate("inventory"), bus=bus()),
-        running(first, bus=first_bus),
+        running(first, bus=first_bus) as first_runner,
         running(client, bus=bus()),
     ):
         # Nobody runs "ledger": its request waits in the stream.
@@ -89,6 +89,14 @@ async def test_jobs_and_dlq_show_waiting_running_and_dead_lettered_requests(
         await within(first.waiting.wait())
         running_jobs = table(await run_cli("jobs", *where))
         assert running_jobs["payments"][1:5] == ["1", "0", "1", "0"]  # stored, waiting, running
+        status = (await run_cli("status", *where)).splitlines()
+        assert status[0].split()[:2] == ["worker", "runner"]
+        by_worker = {line.split()[0]: line.split() for line in status[1:]}
+        assert sorted(by_worker) == ["checkout", "inventory", "payments"]
+        assert by_worker["payments"][1] == first_runner.name
+        assert by_worker["payments"][-1] == "1"  # its one job running
+        assert by_worker["inventory"][-2] != "no"  # pulling: a live bus asks for its jobs
+        assert by_worker["checkout"][-3:] == ["no", "consumer", "0"]  # runs no jobs
         async with running(second, bus=bus()):
             await first_bus.stop()
             with pytest.raises(JobError, match="not completed after 1 deliveries"):
@@ -107,7 +115,7 @@ async def test_jobs_and_dlq_show_waiting_running_and_dead_lettered_requests(
             assert ledger["waiting"] is None and ledger["oldest_age"] >= 0
 
             letters = (await run_cli("dlq", "list", *where)).splitlines()
-            assert len(letters) == 2 and job_id in letters[1] and "shop" in letters[1]
+            assert len(letters) == 2 and job_id in letters[1] and "checkout" in letters[1]
             sequence = letters[1].split()[0]
             shown = json.loads(await run_cli("dlq", "show", sequence, *where))
             assert shown["job_id"] == job_id and shown["payload"] == {"amount": 7}

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import sys
+from asyncio.subprocess import PIPE, STDOUT
+
 import pytest
 
 from natsbus.testing import NatsServerNotFoundError, nats_server
@@ -47,3 +53,24 @@ async def test_scene_runs_workers_as_processes_over_nats() -> None:
     output = "\n".join(peer.lines)
     assert_scene(output)
     assert "worker processes exited with [0, 0]" in output
+
+
+async def test_ctrl_c_during_the_scene_ends_it_at_once_without_a_traceback() -> None:
+    # As a terminal does: SIGINT to the whole foreground process group, demo and children.
+    demo_process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "natsbus.workers.demo", stdout=PIPE, stderr=STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    assert demo_process.stdout is not None
+    seen: list[str] = []
+    while not any("asking the writer" in line for line in seen):
+        line = await asyncio.wait_for(demo_process.stdout.readline(), 30)
+        assert line, "the demo ended before its second step:\n" + "".join(seen)
+        seen.append(line.decode())
+    os.killpg(demo_process.pid, signal.SIGINT)
+    rest, _ = await asyncio.wait_for(demo_process.communicate(), 10)
+    output = "".join(seen) + rest.decode()
+    assert demo_process.returncode is not None
+    assert "Traceback" not in output
+    assert len(output.splitlines()) < 40, output
+    assert "worker processes exited with [130, 130]" in output

@@ -102,8 +102,17 @@ class Interest:
                 await client.flush()
 
     async def refresh(self) -> None:
-        """Like :meth:`sync`, but never raises: a refusal is logged and retried every second."""
+        """Like :meth:`sync`, but never raises nor waits for a server that is away.
+
+        A refusal is logged and retried every second; while a connection is down the update
+        waits for it to come back.
+        """
         if not self._open:
+            return
+        if not all(client.is_connected for client in self._clients.values()):
+            # The server is away: asking now would only wait for timeouts (a worker leaving
+            # during an outage, or a process stopping). Retry once it is back.
+            self._retry_soon()
             return
         try:
             await self.sync()
@@ -111,10 +120,13 @@ class Interest:
             logger.warning(
                 "%s could not update its subscriptions (%s); retrying", self._name, error
             )
-            if self._retry is None or self._retry.done():
-                self._retry = asyncio.create_task(
-                    self._retry_sync(), name=f"natsbus-interest[{self._name}]"
-                )
+            self._retry_soon()
+
+    def _retry_soon(self) -> None:
+        if self._retry is None or self._retry.done():
+            self._retry = asyncio.create_task(
+                self._retry_sync(), name=f"natsbus-interest[{self._name}]"
+            )
 
     async def pause_jobs(self) -> None:
         """Take no new job request (a drain), between two changes, never during one."""
@@ -170,6 +182,8 @@ class Interest:
     async def _retry_sync(self) -> None:
         while self._open:
             await asyncio.sleep(_RETRY_INTERVAL)
+            if not all(client.is_connected for client in self._clients.values()):
+                continue
             try:
                 await self.sync()
             except Exception:
