@@ -4,6 +4,8 @@
 workers and job requests (waiting, running, given up) as JetStream holds them (see
 :mod:`natsbus.ops`).
 
+``natsbus top URL...`` is a live view of processes' lanes and jobs, from their ``/metrics``.
+
 ``natsbus permissions --channel C --name N --role R`` prints the least NATS permissions of
 a bus in that role (see :mod:`natsbus.access`).
 
@@ -32,6 +34,7 @@ from typing import Final
 from natsbus import __version__
 from natsbus._cli_nats import add_nats_arguments, nats_options
 from natsbus._cli_ops import add_ops_commands, run_ops
+from natsbus._cli_top import add_top_command, run_top
 from natsbus._redact import redact_url
 from natsbus.bus import AsyncQueueBus, WorkerBus
 from natsbus.errors import BusPermissionError, BusUnavailableError
@@ -188,6 +191,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     access.add_argument("--json", action="store_true", help="print the permissions as JSON")
     add_ops_commands(commands)
+    add_top_command(commands)
     run = commands.add_parser("run", help="host one worker until it ends")
     run.add_argument("target", help="the worker, as module:WorkerClass")
     run.add_argument("--name", help="the worker's name (default: the class's default)")
@@ -265,6 +269,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _print_permissions(args)
         if args.command in ("status", "jobs", "dlq"):
             return asyncio.run(run_ops(args))
+        if args.command == "top":
+            try:
+                return asyncio.run(run_top(args))
+            except KeyboardInterrupt:  # how a live view is meant to end
+                return 0
         return asyncio.run(_serve(args))
     except (BusUnavailableError, BusPermissionError) as error:
         # The message says what failed and where (passwords replaced); the nats-py errors
