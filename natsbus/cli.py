@@ -265,16 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        if args.command == "permissions":
-            return _print_permissions(args)
-        if args.command in ("status", "jobs", "dlq"):
-            return asyncio.run(run_ops(args))
-        if args.command == "top":
-            try:
-                return asyncio.run(run_top(args))
-            except KeyboardInterrupt:  # how a live view is meant to end
-                return 0
-        return asyncio.run(_serve(args))
+        return _dispatch(args)
     except (BusUnavailableError, BusPermissionError) as error:
         # The message says what failed and where (passwords replaced); the nats-py errors
         # chained under it would only repeat it at length (--debug shows them).
@@ -283,6 +274,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, LookupError, ImportError, AttributeError, SyntaxError) as error:
         _report(error, debug=getattr(args, "debug", False))
         return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the command ``args`` names; its exit status."""
+    if args.command == "permissions":
+        return _print_permissions(args)
+    if args.command in ("status", "jobs", "dlq"):
+        return asyncio.run(run_ops(args))
+    if args.command == "top":
+        try:
+            return asyncio.run(run_top(args))
+        except KeyboardInterrupt:  # how a live view is meant to end
+            return 0
+    return asyncio.run(_serve(args))
 
 
 def _report(error: BaseException, *, debug: bool) -> None:
