@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
+_RECANCEL_INTERVAL = 0.5
+"""Seconds before a task that has not ended after its cancel is cancelled again."""
+
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], timeout: float | None = None) -> None:
     """Cancel tasks and wait for each to end, without swallowing the caller's cancellation.
@@ -43,12 +46,26 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], timeout: float | N
         task.cancel()
     if not others:
         return
-    if timeout is not None:
-        # asyncio.wait neither cancels what it waits for nor loses the caller's cancellation.
-        _, stuck = await asyncio.wait(others, timeout=timeout)
-        for task in stuck:
-            logger.error("task %r ignored its cancel for %.1f s", task.get_name(), timeout)
-        others = [task for task in others if task.done()]
+    # asyncio.wait neither cancels what it waits for nor loses the caller's cancellation. A
+    # task still running after a while is cancelled again: CPython 3.11's wait_for can swallow
+    # a cancel that lands as its inner future completes, and a loop around it then runs on.
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    pending = set(others)
+    while pending:
+        wait = (
+            _RECANCEL_INTERVAL
+            if deadline is None
+            else min(_RECANCEL_INTERVAL, deadline - loop.time())
+        )
+        if wait <= 0:
+            break
+        _, pending = await asyncio.wait(pending, timeout=wait)
+        for task in pending:
+            task.cancel()
+    for task in pending:
+        logger.error("task %r ignored its cancel for %.1f s", task.get_name(), timeout or 0.0)
+    others = [task for task in others if task.done()]
     before = current.cancelling() if current is not None else 0
     for task in others:
         try:

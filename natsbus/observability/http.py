@@ -24,6 +24,7 @@ from prometheus_client.registry import REGISTRY, CollectorRegistry
 
 from natsbus.observability.health import Health
 from natsbus.observability.metrics import BusMetrics
+from natsbus.tasks import cancel_and_wait
 
 __all__ = ["ObservabilityServer"]
 
@@ -100,8 +101,7 @@ class ObservabilityServer:
         """Stop listening and close open connections; safe to call twice."""
         refreshing, self._refreshing = self._refreshing, None
         if refreshing is not None:
-            refreshing.cancel()
-            await asyncio.gather(refreshing, return_exceptions=True)
+            await cancel_and_wait((refreshing,))
         server, self._server = self._server, None
         if server is not None:
             server.close()

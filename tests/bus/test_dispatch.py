@@ -220,6 +220,27 @@ async def test_cancel_and_wait_returns_normally_when_only_the_tasks_were_cancell
     assert all(task.cancelled() for task in tasks)
 
 
+async def test_cancel_and_wait_ends_a_task_that_lost_its_first_cancel() -> None:
+    # What CPython 3.11's wait_for does when a cancel lands as its inner future completes: the
+    # cancel is swallowed and a loop around it runs on. Seen stopping 500 pull loops at once.
+    cancels = 0
+
+    async def swallows_the_first_cancel() -> None:
+        nonlocal cancels
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancels += 1
+                if cancels > 1:
+                    raise
+
+    task = asyncio.create_task(swallows_the_first_cancel())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_and_wait([task]), TIMEOUT)
+    assert task.cancelled() and cancels == 2
+
+
 async def test_observer_hooks_wrap_every_handler_call(tag: str) -> None:
     events: list[tuple[object, ...]] = []
 

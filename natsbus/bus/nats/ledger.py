@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from nats.aio.msg import Msg
 
+from natsbus.tasks import cancel_and_wait
+
 __all__ = ["JobLedger", "TakenJob"]
 
 logger = logging.getLogger(__name__)
@@ -83,8 +85,7 @@ class JobLedger:
         """
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_and_wait((task,))
         if release:
             for job in list(self._jobs.values()):
                 try:

@@ -27,6 +27,7 @@ from nats.aio.subscription import Subscription
 
 from natsbus.bus.statistics import NetworkCounts
 from natsbus.errors import BusClosedError
+from natsbus.tasks import cancel_and_wait
 
 __all__ = ["EXPECTED_STREAM_HEADER", "MSG_ID_HEADER", "JobOutbox", "OutboundJobMessage"]
 
@@ -147,7 +148,8 @@ class JobOutbox:
         Raises:
             TimeoutError: Messages were still unacknowledged after ``timeout`` seconds.
         """
-        await asyncio.wait_for(self._empty.wait(), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: it can lose a cancel on 3.11
+            await self._empty.wait()
 
     async def close(self, timeout: float | None = 5.0) -> int:
         """Wait up to ``timeout`` for outstanding acknowledgements, then stop.
@@ -168,8 +170,7 @@ class JobOutbox:
                 )
         task, self._retry_task = self._retry_task, None
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_and_wait((task,))
         subscription, self._subscription = self._subscription, None
         if subscription is not None and not self._client.is_closed:
             try:

@@ -21,6 +21,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from natsbus.tasks import cancel_and_wait
+
 __all__ = ["PullLoop"]
 
 logger = logging.getLogger(__name__)
@@ -107,8 +109,7 @@ class PullLoop:
         """Stop asking; messages already delivered but not acknowledged get redelivered."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_and_wait((task,))  # cancels again if the first cancel was lost
         subscription, self._subscription = self._subscription, None
         if subscription is not None and not self._client.is_closed:
             await subscription.unsubscribe()
@@ -124,8 +125,7 @@ class PullLoop:
         self._paused = True
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_and_wait((task,))
 
     def resume(self) -> None:
         """Ask for messages again after :meth:`pause` (a no-op if not paused)."""
@@ -224,7 +224,9 @@ class PullLoop:
         silence = 2 * self._heartbeat + 0.25
         while True:
             try:
-                await asyncio.wait_for(self._request_over.wait(), silence)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancel (stop()).
+                async with asyncio.timeout(silence):
+                    await self._request_over.wait()
             except TimeoutError:
                 if time.monotonic() - self._last_heard > silence:
                     return False
