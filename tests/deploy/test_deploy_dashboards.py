@@ -2,8 +2,11 @@
 
 The chart packs deploy/grafana/*.json and deploy/prometheus/*.yaml through its files/ links. For
 each dashboard: every metric a panel query names is one natsbus exports, every query parses
-(promtool), and the dashboard loads with grafana-foundation-sdk (Grafana 11 schema) without
-fields the schema does not know. The same metric and promtool checks apply to the alert rules.
+(promtool), the dashboard loads with grafana-foundation-sdk (Grafana 11 schema) without fields
+the schema does not know and with every field it requires (a variable's `current` needs `text`
+and `value`), and it type-checks as the `Dashboard` type of npm's @grafana/schema (Grafana 11.6,
+with TypeScript; `make tools` installs both into .venv/grafana-schema from the lock in
+tests/deploy/grafana-schema). The same metric and promtool checks apply to the alert rules.
 Until the observability work adds those files, the tests on them skip and say so; the checkers
 themselves are tested on small fixtures either way.
 """
@@ -12,8 +15,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
+import sys
+import typing
 from collections.abc import Iterator
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +32,8 @@ from helpers.tools import ROOT, find_tool
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana").glob("*.json"))
 RULE_FILES = sorted((ROOT / "deploy" / "prometheus").glob("*.yaml"))
 CHART_FILES = ROOT / "deploy" / "helm" / "natsbus" / "files"
+# @grafana/schema and typescript, from tests/deploy/grafana-schema (scripts/install_test_tools.py)
+GRAFANA_SCHEMA = Path(sys.executable).parent.parent / "grafana-schema" / "node_modules"
 # Metrics a natsbus dashboard may use that natsbus does not export itself.
 EXTERNAL_METRICS = {"up"}
 PROMQL_WORDS = {
@@ -154,6 +163,108 @@ def unknown_dashboard_fields(dashboard: dict[str, Any]) -> list[str]:
     return list(walk(dashboard, again, "$"))
 
 
+def missing_required_fields(dashboard: dict[str, Any]) -> list[str]:
+    """Paths of fields the Grafana 11 schema requires that the JSON lacks.
+
+    grafana-foundation-sdk fills a missing required field with a blank (``current: {}`` loads
+    as ``{"text": "", "value": ""}``), so loading alone does not tell. Its classes type an
+    optional field ``Optional[...]`` and ``to_json`` writes it only when set; every other field
+    is written always, and is required unless the schema gives it a default (a value other
+    than a blank: those fields may be left out).
+    """
+    from grafana_foundation_sdk.cog.plugins import register_default_plugins
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    register_default_plugins()
+
+    def required(obj: Any) -> set[str]:
+        try:
+            blank = type(obj)()
+        except TypeError:  # a wrapper of free-form data (an unknown query type): no fields
+            return set()
+        for name, hint in typing.get_type_hints(type(obj)).items():
+            if type(None) in typing.get_args(hint):
+                setattr(blank, name, None)
+        return {
+            key
+            for key, value in blank.to_json().items()
+            if value is None or (not isinstance(value, Enum) and value in ("", 0, [], {}))
+        }
+
+    def walk(given: Any, loaded: Any, path: str) -> Iterator[str]:
+        if hasattr(loaded, "to_json") and isinstance(given, dict):
+            written = loaded.to_json()
+            for key in sorted(required(loaded) - set(given)):
+                yield f"{path}.{key}"
+            for key, value in given.items():
+                if key in written:
+                    yield from walk(value, written[key], f"{path}.{key}")
+        elif isinstance(given, dict) and isinstance(loaded, dict):
+            for key, value in given.items():
+                if key in loaded:
+                    yield from walk(value, loaded[key], f"{path}.{key}")
+        elif isinstance(given, list) and isinstance(loaded, list):
+            for index, (a, b) in enumerate(zip(given, loaded, strict=False)):
+                yield from walk(a, b, f"{path}[{index}]")
+
+    return list(walk(dashboard, Dashboard.from_json(dashboard), "$"))
+
+
+def grafana_schema_tools() -> tuple[str, Path]:
+    """node and the tsc of .venv/grafana-schema, or skip saying how to get them."""
+    node = shutil.which("node")
+    tsc = GRAFANA_SCHEMA / "typescript" / "bin" / "tsc"
+    if node is None or not tsc.is_file() or not (GRAFANA_SCHEMA / "@grafana" / "schema").is_dir():
+        pytest.skip(
+            "no @grafana/schema: run `.venv/bin/python scripts/install_test_tools.py` "
+            "(`make tools`; it needs node and npm)"
+        )
+    return node, tsc
+
+
+def schema_type_errors(dashboard: dict[str, Any], tmp_path: Path) -> list[str]:
+    """TypeScript's errors for `<the dashboard JSON> satisfies Dashboard` (@grafana/schema).
+
+    `satisfies` checks the object literal against the type: missing required fields, wrong
+    types and enum values, and fields the type does not have (excess property checks).
+    """
+    node, tsc = grafana_schema_tools()
+    folder = tmp_path / "grafana-schema-check"
+    folder.mkdir(parents=True)
+    (folder / "node_modules").symlink_to(GRAFANA_SCHEMA, target_is_directory=True)
+    source = folder / "dashboard.ts"
+    source.write_text(
+        "import type { Dashboard } from '@grafana/schema';\n\n"
+        f"export const dashboard = {json.dumps(dashboard, indent=2)} satisfies Dashboard;\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [
+            node,
+            str(tsc),
+            "--noEmit",
+            "--strict",
+            "--pretty",
+            "false",
+            "--target",
+            "es2022",
+            "--module",
+            "nodenext",
+            "--moduleResolution",
+            "nodenext",
+            source.name,
+        ],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    errors = [line for line in done.stdout.splitlines() if "error TS" in line]
+    assert errors or done.returncode == 0, done.stdout + done.stderr
+    return errors
+
+
 def promtool_check(expressions: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """`promtool check rules` on the expressions, each as a recording rule."""
     promtool = find_tool("promtool")
@@ -221,6 +332,22 @@ def test_dashboard_loads_with_the_grafana_11_schema(path: Path) -> None:
     assert not unknown_dashboard_fields(dashboard)
 
 
+@needs(DASHBOARDS, "deploy/grafana/*.json")
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_has_every_field_the_grafana_11_schema_requires(path: Path) -> None:
+    dashboard = load_dashboard(path)
+    assert not missing_required_fields(dashboard)
+    for variable in dashboard.get("templating", {}).get("list", []):
+        assert variable.get("current") != {}, f"{variable['name']}: current needs text and value"
+
+
+@needs(DASHBOARDS, "deploy/grafana/*.json")
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_satisfies_the_grafana_schema_dashboard_type(path: Path, tmp_path: Path) -> None:
+    """The issue's check: @grafana/schema's Dashboard type (npm), with TypeScript."""
+    assert schema_type_errors(load_dashboard(path), tmp_path) == []
+
+
 @needs(RULE_FILES, "deploy/prometheus/*.yaml")
 @pytest.mark.parametrize("path", RULE_FILES, ids=lambda p: p.name)
 def test_alert_rules_check_and_use_exported_metrics(path: Path) -> None:
@@ -285,7 +412,52 @@ def test_checkers_catch_a_bad_dashboard(tmp_path: Path) -> None:
         "sum(rate(natsbus_jbos_total[5m]))": {"natsbus_jbos_total"}
     }
     assert unknown_dashboard_fields(dashboard) == ["$.panelz"]
+    assert missing_required_fields(dashboard) == []
     good = promtool_check(dashboard_queries(dashboard), tmp_path)
     assert good.returncode == 0, good.stdout + good.stderr
     bad = promtool_check(["sum(rate(natsbus_jobs_total[5m])"], tmp_path)
     assert bad.returncode != 0
+
+
+BAD_VARIABLES = {
+    "title": "fixture",
+    "uid": "fixture",
+    "schemaVersion": 39,
+    "templating": {
+        "list": [
+            {"name": "datasource", "type": "datasource", "query": "prometheus", "current": {}},
+            {
+                "name": "namespace",
+                "type": "query",
+                "query": "label_values(up, namespace)",
+                "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+            },
+        ]
+    },
+}
+
+
+def test_checkers_catch_a_variable_without_text_and_value(tmp_path: Path) -> None:
+    """`"current": {}` loads with grafana-foundation-sdk but is not what the schema allows."""
+    assert unknown_dashboard_fields(BAD_VARIABLES) == []  # why the older check missed it
+    assert missing_required_fields(BAD_VARIABLES) == [
+        "$.templating.list[0].current.text",
+        "$.templating.list[0].current.value",
+    ]
+    good = json.loads(json.dumps(BAD_VARIABLES))
+    del good["templating"]["list"][0]["current"]
+    assert missing_required_fields(good) == []
+
+
+def test_type_check_catches_what_the_schema_refuses(tmp_path: Path) -> None:
+    errors = schema_type_errors(BAD_VARIABLES, tmp_path / "bad")
+    assert len(errors) == 1 and "'VariableOption': text, value" in errors[0], errors
+    wrong = json.loads(json.dumps(BAD_VARIABLES))
+    del wrong["templating"]["list"][0]["current"]
+    wrong["templating"]["list"][1]["type"] = "querry"
+    errors = schema_type_errors(wrong, tmp_path / "wrong")
+    assert len(errors) == 1 and "VariableType" in errors[0], errors
+    unknown = {"title": "fixture", "schemaVersion": 39, "panelz": []}
+    errors = schema_type_errors(unknown, tmp_path / "unknown")
+    assert len(errors) == 1 and "'\"panelz\"' does not exist" in errors[0], errors
+    assert schema_type_errors({"title": "fixture", "schemaVersion": 39}, tmp_path / "ok") == []

@@ -33,15 +33,67 @@ def final_stage() -> list[tuple[str, str]]:
     return steps[last_from:]
 
 
-def test_base_image_is_slim_python() -> None:
-    args = dict(
-        rest.split("=", 1) for word, rest in instructions() if word == "ARG" and "=" in rest
-    )
+def global_args() -> dict[str, str]:
+    """The ARGs declared before the first FROM, with their defaults ("" when none)."""
+    args: dict[str, str] = {}
     for word, rest in instructions():
         if word == "FROM":
-            image = rest.split()[0]
-            image = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image)
-            assert re.fullmatch(r"python:3\.1[1-9]-slim(-\w+)?", image), image
+            break
+        if word == "ARG":
+            name, _, default = rest.partition("=")
+            args[name] = default.strip("\"'")
+    return args
+
+
+def expand(text: str, args: dict[str, str]) -> str:
+    """Docker's ${NAME}, ${NAME:-word} and ${NAME:+word} (word may hold ${...} itself)."""
+    pattern = re.compile(r"\$\{(\w+)(?::([-+])((?:[^${}]|\$\{\w+\})*))?\}")
+
+    def one(match: re.Match[str]) -> str:
+        name, operator, word = match.groups()
+        value = args[name]
+        if operator == "+":
+            return expand(word, args) if value else ""
+        if operator == "-":
+            return value or expand(word, args)
+        return value
+
+    return pattern.sub(one, text)
+
+
+def base_images(**overrides: str) -> list[str]:
+    """The image of every FROM that is not an earlier stage, with the build args given."""
+    args = {**global_args(), **overrides}
+    return [expand(rest.split()[0], args) for word, rest in instructions() if word == "FROM"]
+
+
+BASE_IMAGE = re.compile(r"python:(3\.1[1-9])-slim(-\w+)?(@sha256:[0-9a-f]{64})?")
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+def test_base_image_is_slim_python() -> None:
+    for image in base_images():
+        assert BASE_IMAGE.fullmatch(image), image
+
+
+def test_base_image_is_pinned_by_the_digest_build_arg() -> None:
+    """PYTHON_DIGEST pins both stages by digest; its default is empty or a real-looking one."""
+    default = global_args()["PYTHON_DIGEST"]
+    assert default == "" or re.fullmatch(r"sha256:[0-9a-f]{64}", default), default
+    pinned = base_images(PYTHON_DIGEST=DIGEST)
+    assert len(pinned) == 2
+    for image in pinned:
+        match = BASE_IMAGE.fullmatch(image)
+        assert match and match.group(3) == f"@{DIGEST}", image
+    tag = global_args()["PYTHON_IMAGE"]
+    assert base_images(PYTHON_DIGEST="") == [tag, tag]
+
+
+def test_expand_follows_docker() -> None:
+    args = {"A": "x", "E": ""}
+    assert expand("${A}${E:+@${A}}", args) == "x"
+    assert expand("${A}${A:+@${A}}", args) == "x@x"
+    assert expand("${E:-d}/${A:-d}", args) == "d/x"
 
 
 def test_runs_as_a_numeric_non_root_user() -> None:
@@ -73,7 +125,13 @@ def test_only_the_package_sources_are_copied() -> None:
             copied += parts[:-1]
     assert copied, "nothing copied?"
     for source in copied:
-        assert source.rstrip("/") in {"pyproject.toml", "README.md", "natsbus"}, source
+        assert source.rstrip("/") in {
+            "pyproject.toml",
+            "README.md",
+            "natsbus",
+            "deploy/docker/requirements.lock",
+            "deploy/docker/build-requirements.lock",
+        }, source
 
 
 def test_no_secret_in_env_or_args() -> None:
@@ -115,6 +173,8 @@ def dockerignored(path: str) -> bool:
         "secrets/user.creds",
         "tls.key",
         "deploy/helm/natsbus/ci/all-options-values.yaml",
+        "deploy/docker/Dockerfile",
+        "deploy/docker/build-requirements.in",
         "natsbus/__pycache__/cli.cpython-311.pyc",
     ],
 )
@@ -123,7 +183,15 @@ def test_dockerignore_keeps_everything_else_out(path: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["pyproject.toml", "README.md", "natsbus/cli.py", "natsbus/bus/nats/layout.py"]
+    "path",
+    [
+        "pyproject.toml",
+        "README.md",
+        "natsbus/cli.py",
+        "natsbus/bus/nats/layout.py",
+        "deploy/docker/requirements.lock",
+        "deploy/docker/build-requirements.lock",
+    ],
 )
 def test_dockerignore_lets_the_package_in(path: str) -> None:
     assert not dockerignored(path), path
