@@ -24,6 +24,7 @@ from natsbus.messages import (
     BusJobResponseMessage,
     BusMessage,
     BusTTSSpeakMessage,
+    BusWorkerReadyMessage,
     JobStatus,
     Lane,
 )
@@ -32,7 +33,7 @@ from natsbus.workers import JobError, JobEventKind
 
 from helpers.auth import PASSWORD, configured_server, login, server_config
 from helpers.frames import eventually
-from helpers.recorders import Inbox
+from helpers.recorders import Inbox, Tap
 from helpers.workers import Client, Tool, running, within
 
 CHANNEL = "shop"
@@ -247,3 +248,42 @@ async def test_a_job_request_the_server_refuses_is_answered_error_at_once(
     assert raised.value.status is JobStatus.ERROR
     assert "refused to store the request" in str(raised.value.response)
     assert shop.ran == []
+
+
+async def test_an_observer_with_its_set_sees_the_channels_messages_and_sends_nothing(
+    tmp_path: Path,
+) -> None:
+    sets = role_sets()
+    sets["monitor"] = permissions(channel=CHANNEL, names=[], role="observer")
+    async with configured_server(tmp_path, server_config(sets)) as server:
+        shop, bob = Shop(), Buyer("bob")
+        tap = Tap()
+        monitor = bus_for(server, "monitor")
+        await monitor.subscribe(tap)
+        # The runner makes the streams; an observer may only read them.
+        async with running(shop, bus=bus_for(server, "payments-svc")), monitor:
+            async with running(bob, bus=bus_for(server, "bob")) as runner:
+                await within(runner.registry.wait_ready(["payments"]), 10)
+                await bob.send_bus_message(
+                    BusTTSSpeakMessage("hi", source="bob", target="payments")
+                )
+                await tap.wait_until(lambda: bool(tap.of_type(BusTTSSpeakMessage)))
+                # A lifecycle message, from the stream: bob's worker announcing it is ready.
+                await tap.wait_until(
+                    lambda: any(m.source == "bob" for m in tap.of_type(BusWorkerReadyMessage))
+                )
+            network = monitor.statistics().network
+            assert network is not None and network.counts.permission_denials == 0
+        assert tap.of_type(BusTTSSpeakMessage)[0].target == "payments"  # not its own
+
+
+async def test_an_observer_before_the_streams_exist_is_told_it_may_not_make_them(
+    tmp_path: Path,
+) -> None:
+    observer = permissions(channel=CHANNEL, names=[], role="observer")
+    async with configured_server(tmp_path, server_config({"monitor": observer})) as server:
+        monitor = bus_for(server, "monitor")
+        await monitor.subscribe(Tap())
+        with pytest.raises(BusPermissionError, match=r"STREAM\.CREATE\.NATSBUS_JOBS"):
+            await monitor.start()
+        await monitor.stop()
