@@ -5,7 +5,8 @@ Run: ``.venv/bin/python bench/jobs_floor.py [--quick]``
 The worker runs in a process of its own, the requester in this one, on one nats-server
 started for the run. With 1, 8 and 64 jobs in flight, alternating natsbus and raw runs
 (3 pairs, median of the per-pair ratios), it prints jobs per second, the p50 of one job's
-round trip, and the CPU each job costs the server and the clients (both processes).
+round trip, and the CPU each job costs the server and the clients (both processes). Only the
+jobs are timed: connecting, making the streams and consumers, and 50 warm-up jobs are not.
 
 The floor does what natsbus's guarantees need and nothing more: the request is stored in a
 work-queue stream (the publish waits for the stream's acknowledgement), the worker pulls it
@@ -45,6 +46,24 @@ class Run:
     p50_ms: float
     server_cpu_ms: float
     client_cpu_ms: float
+
+
+class Window:
+    """The timed part of a run: wall time and the CPU of the server and both clients."""
+
+    def __init__(self, server_pid: int, child_pid: int) -> None:
+        self._pids = (server_pid, child_pid)
+        self.elapsed = self.server = self.clients = 0.0
+
+    def begin(self) -> None:
+        self._began = time.perf_counter()
+        self._server = cpu_seconds(self._pids[0])
+        self._clients = cpu_seconds(self._pids[1]) + time.process_time()
+
+    def end(self) -> None:
+        self.elapsed = time.perf_counter() - self._began
+        self.server = cpu_seconds(self._pids[0]) - self._server
+        self.clients = cpu_seconds(self._pids[1]) + time.process_time() - self._clients
 
 
 def cpu_seconds(pid: int) -> float:
@@ -121,7 +140,9 @@ async def raw_worker(url: str, channel: str) -> None:
 # --- the requester side ---------------------------------------------------------------------
 
 
-async def natsbus_requests(url: str, channel: str, in_flight: int, jobs: int) -> list[float]:
+async def natsbus_requests(
+    url: str, channel: str, in_flight: int, jobs: int, window: Window
+) -> list[float]:
     from natsbus.bus.nats import NatsBus
     from natsbus.client import BusClient
 
@@ -135,11 +156,15 @@ async def natsbus_requests(url: str, channel: str, in_flight: int, jobs: int) ->
 
         await run_in_flight(one, in_flight, 50)  # warm-up
         latencies.clear()
+        window.begin()
         await run_in_flight(one, in_flight, jobs)
+        window.end()
     return latencies
 
 
-async def raw_requests(url: str, channel: str, in_flight: int, jobs: int) -> list[float]:
+async def raw_requests(
+    url: str, channel: str, in_flight: int, jobs: int, window: Window
+) -> list[float]:
     client = await nats.connect(url)
     js = client.jetstream()
     me = uuid.uuid4().hex[:12]
@@ -172,7 +197,9 @@ async def raw_requests(url: str, channel: str, in_flight: int, jobs: int) -> lis
     try:
         await run_in_flight(one, in_flight, 50)
         latencies.clear()
+        window.begin()
         await run_in_flight(one, in_flight, jobs)
+        window.end()
     finally:
         await replies.unsubscribe()
         await client.close()
@@ -200,22 +227,17 @@ async def measure(kind: str, url: str, server_pid: int, in_flight: int, jobs: in
     while (await asyncio.wait_for(child.stdout.readline(), 30)).strip() != b"READY":
         pass
     requests = natsbus_requests if kind == "natsbus" else raw_requests
-    server_before, child_before = cpu_seconds(server_pid), cpu_seconds(child.pid)
-    own_before = time.process_time()
-    began = time.perf_counter()
-    latencies = await requests(url, channel, in_flight, jobs)
-    elapsed = time.perf_counter() - began
-    server = cpu_seconds(server_pid) - server_before
-    clients = cpu_seconds(child.pid) - child_before + time.process_time() - own_before
+    # Only the jobs are timed: connecting, making streams and consumers and the warm-up are
+    # left out, for both.
+    window = Window(server_pid, child.pid)
+    latencies = await requests(url, channel, in_flight, jobs, window)
     child.terminate()
     await child.wait()
-    # Warm-up jobs ran inside the timed window too: count them in the rate, not the latency.
-    done = jobs + 50
     return Run(
-        jobs_per_second=done / elapsed,
+        jobs_per_second=jobs / window.elapsed,
         p50_ms=statistics.median(latencies) * 1e3,
-        server_cpu_ms=server / done * 1e3,
-        client_cpu_ms=clients / done * 1e3,
+        server_cpu_ms=window.server / jobs * 1e3,
+        client_cpu_ms=window.clients / jobs * 1e3,
     )
 
 
