@@ -8,10 +8,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
 
-import nats
 from nats.aio.client import Client
 
 from natsbus.bus.nats.options import NatsConnectOptions
+from natsbus.bus.nats.writes import coalesce_writes
 from natsbus.errors import BusUnavailableError
 
 __all__ = ["close_connection", "open_connection"]
@@ -58,8 +58,10 @@ async def open_connection(
             last_error[:] = [error]
         await on_error(error)
 
+    client = Client()
+    coalesce_writes(client)  # before connect: the flusher starts there
     try:
-        client = await nats.connect(**kwargs, reconnected_cb=on_reconnected, error_cb=remember)
+        await client.connect(**kwargs, reconnected_cb=on_reconnected, error_cb=remember)
     except Exception as error:
         cause = last_error[0] if last_error else error
         raise BusUnavailableError(
