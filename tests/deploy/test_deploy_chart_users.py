@@ -52,7 +52,7 @@ from natsbus.bus import WorkerBus
 from natsbus.bus.nats import NatsBus, NatsConnectOptions
 from natsbus.testing import NatsServer
 
-from helpers.workers import Client, Tool, running, within
+from helpers.workers import Requester, Tool, running, within
 
 RELEASE, NAMESPACE = "r", "ns"
 CREDENTIALS = "r-natsbus-nats-auth"  # natsbus.authSecretName
@@ -684,12 +684,6 @@ async def check_logins(tmp_path: Path, render: Render, name: str, good: str, bad
 # ---------------------------------------------------------------------------------------------
 # end to end: a real nats-server with the rendered users
 # ---------------------------------------------------------------------------------------------
-
-
-class Requester(Client):
-    """Asks for jobs and runs none: what the requester role allows."""
-
-    runs_jobs = False
 
 
 @contextlib.asynccontextmanager

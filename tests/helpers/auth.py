@@ -6,6 +6,9 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
+
+import nats
 
 from natsbus.access import PermissionSet
 from natsbus.bus.nats import NatsConnectOptions
@@ -53,3 +56,19 @@ async def configured_server(tmp_path: Path, config: str) -> AsyncIterator[NatsSe
     path.write_text(config)
     async with NatsServer(store_dir=tmp_path / "store", args=["-c", str(path)]) as server:
         yield server
+
+
+async def raw_connection(server: NatsServer, user: str, **options: Any) -> tuple[Any, list[str]]:
+    """A plain nats-py connection as ``user``, and the errors the server reports to it.
+
+    The errors are kept lowercased, as nats-py words them (``permissions violation ...``).
+    """
+    errors: list[str] = []
+
+    async def on_error(error: Exception) -> None:
+        errors.append(str(error).lower())
+
+    client = await nats.connect(
+        server.url, user=user, password=PASSWORD, error_cb=on_error, no_echo=True, **options
+    )
+    return client, errors

@@ -153,6 +153,12 @@ class Client(Spy):
         self.errors.append(message.source)
 
 
+class Requester(Client):
+    """Asks for jobs and runs none (``runs_jobs = False``): what the requester role allows."""
+
+    runs_jobs = False
+
+
 class Watcher(Spy):
     def __init__(self, name: str) -> None:
         super().__init__(name)

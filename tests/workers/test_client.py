@@ -137,3 +137,13 @@ async def test_every_answered_job_is_one_debug_line(
     assert len(lines) == 2
     assert "worker=tool name=echo status=completed duration=" in lines[0]
     assert "name=boom status=error" in lines[1] and "requester=script" in lines[1]
+
+
+async def test_a_client_runs_one_job_on_several_workers_as_a_group() -> None:
+    bus = AsyncQueueBus()
+    async with running(Tool("left"), Tool("right"), bus=bus), BusClient(bus) as client:
+        group = client.job_group("left", "right", name="echo", payload={"n": 2})
+        async with group:
+            pass
+    assert dict(group.responses) == {"left": {"echo": {"n": 2}}, "right": {"echo": {"n": 2}}}
+    assert set(group.statuses.values()) == {JobStatus.COMPLETED}

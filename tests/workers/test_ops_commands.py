@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import uuid
-from asyncio.subprocess import PIPE
 from typing import Any
 
 import pytest
@@ -19,16 +17,11 @@ from natsbus.bus.nats import JetStreamOptions, NatsBus
 from natsbus.messages import BusJobRequestMessage, Payload
 from natsbus.workers import BaseWorker, JobError, JobParams, job
 
-from helpers.workers import Client, running, within
+from helpers.process import Peer
+from helpers.workers import Requester, running, within
 
 # One attempt: a request whose bus stops before answering is given up on its next delivery.
 OPTIONS = JetStreamOptions(ack_wait=5, max_attempts=1)
-
-
-class Shop(Client):
-    """Asks for jobs, runs none (no request consumer of its own)."""
-
-    runs_jobs = False
 
 
 class Gate(BaseWorker):
@@ -50,12 +43,10 @@ class Gate(BaseWorker):
 
 async def run_cli(*argv: str) -> str:
     """Run ``natsbus ARGV`` in a process of its own, as an operator would; its output."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "natsbus", *argv, stdout=PIPE, stderr=PIPE
-    )
-    out, err = await within(process.communicate(), 30)
-    assert process.returncode == 0, err.decode()
-    return out.decode()
+    command = Peer("natsbus", *argv, merge_stderr=False)
+    await command.start(ready=None)
+    assert await command.wait(30) == 0, command.lines
+    return "\n".join(command.lines) + "\n"
 
 
 def table(output: str) -> dict[str, list[str]]:
@@ -72,7 +63,7 @@ async def test_jobs_and_dlq_show_waiting_running_and_dead_lettered_requests(
     def bus() -> NatsBus:
         return NatsBus(servers=nats_url, channel=channel, jetstream_options=OPTIONS)
 
-    first, second, client = Gate(), Gate(), Shop("checkout")
+    first, second, client = Gate(), Gate(), Requester("checkout")
     first_bus = bus()
     async with (
         running(Gate("inventory"), bus=bus()),
@@ -128,7 +119,7 @@ async def test_jobs_and_dlq_show_waiting_running_and_dead_lettered_requests(
             assert "no dead letters" in await run_cli("dlq", "list", *where)
 
 
-async def _ask(client: Client) -> Any:
+async def _ask(client: Requester) -> Any:
     async with client.job("payments", name="pay", payload={"amount": 7}) as j:
         pass
     return j.response

@@ -23,15 +23,11 @@ from natsbus.bus.nats import JetStreamOptions, NatsBus
 from natsbus.messages import BusTTSSpeakMessage
 from natsbus.testing import NatsServer
 
-from helpers.auth import PASSWORD, configured_server, login, server_config
-from helpers.workers import Client, Tool, running, within
+from helpers.auth import configured_server, login, raw_connection, server_config
+from helpers.workers import Requester, Tool, running, within
 
 CHANNEL = "shop"
 SECRET = "acme-secret-7731"
-
-
-class Buyer(Client):
-    runs_jobs = False
 
 
 @contextlib.asynccontextmanager
@@ -39,7 +35,7 @@ async def acme_trading(
     server: NatsServer, runner_user: str, buyer_user: str, **bus: Any
 ) -> AsyncIterator[None]:
     """Acme's payments worker and buyer, exchanging a job and a frame that carry SECRET."""
-    shop, bob = Tool("payments"), Buyer("bob")
+    shop, bob = Tool("payments"), Requester("bob")
     shop_bus = NatsBus(connect_options=login(server, runner_user), channel=CHANNEL, **bus)
     bob_bus = NatsBus(connect_options=login(server, buyer_user), channel=CHANNEL, **bus)
     async with running(shop, bus=shop_bus), running(bob, bus=bob_bus) as runner:
@@ -51,18 +47,6 @@ async def acme_trading(
         yield
 
 
-async def raw(server: NatsServer, user: str, **options: Any) -> tuple[Any, list[str]]:
-    errors: list[str] = []
-
-    async def on_error(error: Exception) -> None:
-        errors.append(str(error).lower())
-
-    client = await nats.connect(
-        server.url, user=user, password=PASSWORD, error_cb=on_error, **options
-    )
-    return client, errors
-
-
 async def test_tenants_in_two_accounts_share_nothing_even_with_every_permission(
     tmp_path: Path,
 ) -> None:
@@ -72,7 +56,7 @@ async def test_tenants_in_two_accounts_share_nothing_even_with_every_permission(
     }
     config = server_config(accounts={"ACME": acme, "GLOBEX": {"eve": None}})
     async with configured_server(tmp_path, config) as server:
-        eve, _ = await raw(server, "eve")
+        eve, _ = await raw_connection(server, "eve")
         heard: list[bytes] = []
 
         async def listen(msg: Any) -> None:
@@ -114,7 +98,9 @@ async def test_two_deployments_in_one_account_cannot_read_each_other(tmp_path: P
     config = server_config(sets)
     globex_set = sets["globex-payments"]
     async with configured_server(tmp_path, config) as server:
-        spy, errors = await raw(server, "globex-payments", inbox_prefix=globex_set.inbox_prefix)
+        spy, errors = await raw_connection(
+            server, "globex-payments", inbox_prefix=globex_set.inbox_prefix
+        )
         heard: list[bytes] = []
 
         async def listen(msg: Any) -> None:
