@@ -183,6 +183,10 @@ class JobAnswerer(BusSubscriber):
     def name(self) -> str:
         return "worker"
 
+    @property
+    def bus_job_targets(self) -> frozenset[str]:
+        return frozenset(("worker",))
+
     async def on_bus_message(self, message: BusMessage) -> None:
         if isinstance(message, BusJobRequestMessage) and self.bus is not None:
             await self.bus.send(

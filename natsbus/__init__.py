@@ -123,6 +123,7 @@ _LAZY: dict[str, str] = {
     "JetStreamOptions": "natsbus.bus.nats",
     "NatsBus": "natsbus.bus.nats",
     "NatsConnectOptions": "natsbus.bus.nats",
+    "NatsConnections": "natsbus.bus.nats",
     "BusRole": "natsbus.access",
     "PermissionSet": "natsbus.access",
     "permissions": "natsbus.access",
@@ -140,7 +141,7 @@ def __getattr__(name: str) -> object:
 
 if TYPE_CHECKING:
     from natsbus.access import BusRole, PermissionSet, permissions
-    from natsbus.bus.nats import JetStreamOptions, NatsBus, NatsConnectOptions
+    from natsbus.bus.nats import JetStreamOptions, NatsBus, NatsConnections, NatsConnectOptions
 
 __all__ = [
     "AsyncQueueBus",
@@ -215,6 +216,7 @@ __all__ = [
     "NatsBus",
     "NatsBusError",
     "NatsConnectOptions",
+    "NatsConnections",
     "NetworkStatistics",
     "NoOpDispatchObserver",
     "Payload",

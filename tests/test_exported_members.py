@@ -117,6 +117,7 @@ EXPECTED_ALL = [
     "NatsBus",
     "NatsBusError",
     "NatsConnectOptions",
+    "NatsConnections",
     "NetworkStatistics",
     "NoOpDispatchObserver",
     "Payload",

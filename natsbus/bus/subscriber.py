@@ -52,15 +52,14 @@ class BusSubscriber:
 
     @property
     def bus_job_targets(self) -> frozenset[str]:
-        """Targets whose job requests this subscriber takes and runs.
+        """Targets whose job requests this subscriber takes and runs (none by default).
 
         A network bus keeps a JetStream consumer for each of them (shared with the other
-        buses that host the same target), and reads their job cancels. The default is
-        :attr:`bus_targets` (nothing for an observer). A subscriber that never runs jobs (a
-        runner, a bridge) returns an empty set and so costs the server no consumer.
+        buses that host the same target), and reads their job cancels; a subscriber that runs
+        no jobs (an observer, a runner, a bridge, a recorder) costs the server no consumer.
+        A worker (:class:`~natsbus.workers.BaseWorker`) takes its own name's jobs.
         """
-        targets = self.bus_targets
-        return frozenset() if targets is None else targets
+        return frozenset()
 
     @property
     def bus_taking_jobs(self) -> bool:

@@ -105,11 +105,6 @@ class BusBridgeProcessor(FrameProcessor, BusSubscriber):
         """The owning worker's name: frames targeted at it are for this bridge."""
         return frozenset((self._worker_name,))
 
-    @property
-    def bus_job_targets(self) -> frozenset[str]:
-        """None: the owning worker takes its own jobs; a bridge only carries frames."""
-        return frozenset()
-
     async def setup(self, setup: FrameProcessorSetup) -> None:
         """Subscribe to the bus during processor setup.
 

@@ -139,11 +139,6 @@ class WorkerRunner(EventHandlers, BusSubscriber):
         return frozenset()
 
     @property
-    def bus_job_targets(self) -> frozenset[str]:
-        """None: a runner runs no job itself (its workers subscribe on their own)."""
-        return frozenset()
-
-    @property
     def bus(self) -> WorkerBus:
         """The bus the workers are hosted on."""
         return self._bus

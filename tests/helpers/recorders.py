@@ -16,7 +16,8 @@ class Inbox(BusSubscriber):
     """Records every message it receives; ``wait_until`` waits for a condition on them.
 
     It answers to its own name (``targets="own"``, the default), to the given targets, or to
-    every target (``targets=None``, an observer). ``behaviour`` runs after each message.
+    every target (``targets=None``, an observer), and takes the job requests of its targets
+    (a network bus keeps a consumer for them). ``behaviour`` runs after each message.
     """
 
     def __init__(
@@ -42,6 +43,10 @@ class Inbox(BusSubscriber):
             return frozenset({self._name})
         assert not isinstance(self._targets, str)
         return self._targets
+
+    @property
+    def bus_job_targets(self) -> frozenset[str]:
+        return self.bus_targets or frozenset()
 
     async def on_bus_message(self, message: BusMessage) -> None:
         self.received.append(message)

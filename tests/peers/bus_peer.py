@@ -63,6 +63,10 @@ class Peer(BusSubscriber):
     def name(self) -> str:
         return self._name
 
+    @property
+    def bus_job_targets(self) -> frozenset[str]:
+        return frozenset((self._name,))  # it answers the job requests sent to it
+
     async def on_bus_message(self, message: BusMessage) -> None:
         if message.target != self._name:
             return

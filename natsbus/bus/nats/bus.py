@@ -51,6 +51,7 @@ from natsbus.bus.nats.jobs import JobChannel, mapped
 from natsbus.bus.nats.layout import DEFAULT_PREFIX, SubjectLayout
 from natsbus.bus.nats.options import JetStreamOptions, NatsConnectOptions
 from natsbus.bus.nats.senders import sender_name
+from natsbus.bus.nats.shared import NatsConnections
 from natsbus.bus.nats.subjects import encode_token
 from natsbus.bus.nats.watch import ConnectionWatch
 from natsbus.bus.statistics import BusStatistics, NetworkCounts, NetworkStatistics
@@ -97,6 +98,10 @@ class NatsBus(WorkerBus):
         clients: Existing ``(system, data)`` connections to use instead of connecting; the
             bus then neither connects nor closes them. Pass the same client twice to share one
             connection between the lanes (a cancel may then queue behind data bytes).
+        connections: A :class:`NatsConnections` pair shared with other buses of the process
+            (a bus per session, say): the bus uses its connections, options and inbox
+            prefix, and leaves them open when it stops. Excludes ``servers``,
+            ``connect_options`` and ``clients``.
         name: The bus's name, for logs.
         observer: Hooks called around every handler call and every send (tracing).
         time_slice: Seconds a dispatch lane, or the reading of a backlog, may hold the event
@@ -118,6 +123,7 @@ class NatsBus(WorkerBus):
         prefix: str = DEFAULT_PREFIX,
         codec: Codec | None = None,
         clients: tuple[Client, Client] | None = None,
+        connections: NatsConnections | None = None,
         name: str | None = None,
         observer: DispatchObserver | BusObserverFactory | None = None,
         time_slice: float = DEFAULT_TIME_SLICE,
@@ -127,7 +133,15 @@ class NatsBus(WorkerBus):
         super().__init__(
             name=name, observer=observer, time_slice=time_slice, metrics=metrics, limits=limits
         )
-        options = connect_options or NatsConnectOptions()
+        if connections is not None and (
+            servers is not None or connect_options is not None or clients is not None
+        ):
+            raise ValueError(
+                "NatsBus takes connections, or servers/connect_options/clients, not both"
+            )
+        options = connect_options or (
+            connections.options if connections is not None else NatsConnectOptions()
+        )
         if servers is not None:
             options = dataclasses.replace(
                 options, servers=(servers,) if isinstance(servers, str) else servers
@@ -146,6 +160,7 @@ class NatsBus(WorkerBus):
         self._decoder = InboundDecoder(self._codec, dropped=self._counts.decode_errors)
         self._instance = secrets.token_hex(8)
         self._given_clients = clients
+        self._shared = connections
         self._clients: dict[Lane, Client] = {}
         self._jetstream: dict[Lane, JetStreamContext] = {}
         self._jobs = JobChannel(
@@ -268,7 +283,9 @@ class NatsBus(WorkerBus):
         return self._state is BusState.STARTED
 
     async def _close_clients(self) -> None:
-        if self._given_clients is None:
+        if self._shared is not None:
+            self._shared.detach(self._layout.root, self._watch)
+        elif self._given_clients is None:
             for client in {id(c): c for c in self._clients.values()}.values():
                 await close_connection(client)
 
@@ -474,6 +491,11 @@ class NatsBus(WorkerBus):
     # --- plumbing -----------------------------------------------------------------------------
 
     async def _connect(self) -> None:
+        if self._shared is not None:
+            # The pair reads with yields already, and tells this bus what concerns it.
+            self._clients = dict(await self._shared.attach(self._layout.root, self._watch))
+            self._jetstream = {lane: client.jetstream() for lane, client in self._clients.items()}
+            return
         if self._given_clients is not None:
             system, data = self._given_clients
         else:

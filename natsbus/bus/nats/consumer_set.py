@@ -15,6 +15,7 @@ default from nats-server 2.15) and a deployment with a channel per session runs 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
@@ -32,6 +33,7 @@ from natsbus.bus.nats.jetstream import (
     ensure_consumer,
     instance_consumer_config,
     job_consumer_config,
+    resume_consumer,
 )
 from natsbus.bus.nats.layout import SubjectLayout
 from natsbus.bus.nats.ledger import JobLedger
@@ -86,6 +88,7 @@ class ConsumerSet:
         self._intake = intake
         self._ledger = ledger
         self._configs: dict[Lane, ConsumerConfig] = {}
+        self._started_after: dict[Lane, int] = {}
         self._instance_loops: dict[Lane, PullLoop] = {}
         self._controlled: frozenset[str] = frozenset()
         self._job_loops: dict[str, PullLoop] = {}
@@ -96,7 +99,10 @@ class ConsumerSet:
         for lane in _LANES:
             config = self._instance_config(lane, frozenset(), frozenset())
             self._configs[lane] = config
-            await self._jetstream[lane].add_consumer(self._layout.stream, config)
+            info = await self._jetstream[lane].add_consumer(self._layout.stream, config)
+            # Where it starts: made again before reading anything, it starts there again.
+            if info.delivered is not None:
+                self._started_after[lane] = info.delivered.stream_seq
             self._instance_loops[lane] = await self._start_loop(
                 lane,
                 stream=self._layout.stream,
@@ -228,8 +234,14 @@ class ConsumerSet:
     async def _point(self, controlled: frozenset[str], listening: frozenset[str] | None) -> None:
         """Point the instance consumers at these workers' controls and targets' lifecycle."""
         for lane in _LANES:
-            config = self._instance_config(lane, controlled, listening)
-            if config.filter_subjects == self._configs[lane].filter_subjects:
+            current = self._configs[lane]
+            config = dataclasses.replace(
+                self._instance_config(lane, controlled, listening),
+                # A consumer made again after a restart keeps its start (it cannot change).
+                deliver_policy=current.deliver_policy,
+                opt_start_seq=current.opt_start_seq,
+            )
+            if config.filter_subjects == current.filter_subjects:
                 continue
             # add_consumer on an existing name updates it: the subjects change in place, and
             # what it already delivered stays delivered (a consumer that delivers only new
@@ -240,8 +252,18 @@ class ConsumerSet:
                 self._controlled = controlled
 
     async def _ensure_instance_consumer(self, lane: Lane) -> None:
-        """Make the instance consumer of ``lane`` again, as it is now (the server lost it)."""
-        await ensure_consumer(self._jetstream[lane], self._layout.stream, self._configs[lane])
+        """Make the instance consumer of ``lane`` again if the server lost it (a restart).
+
+        It starts after the last message this bus read from it, so the replies and controls
+        stored while it was gone are delivered.
+        """
+        loop = self._instance_loops.get(lane)
+        after = None if loop is None else loop.last_stream_sequence
+        if after is None:
+            after = self._started_after.get(lane)
+        self._configs[lane] = await resume_consumer(
+            self._jetstream[lane], self._layout.stream, self._configs[lane], after
+        )
 
     async def _start_loop(
         self,

@@ -90,6 +90,7 @@ class PullLoop:
         self._request_over = asyncio.Event()
         self._room = asyncio.Event()
         self._last_heard = 0.0  # monotonic time of the last message or heartbeat
+        self._last_reply: str | None = None  # of the last message handed on (its sequence)
 
     @property
     def consumer(self) -> str:
@@ -137,6 +138,13 @@ class PullLoop:
         self._task = asyncio.create_task(self._run(), name=f"natsbus-pull-{self._consumer}")
 
     @property
+    def last_stream_sequence(self) -> int | None:
+        """The stream sequence of the last message handed on (None before the first)."""
+        if not self._last_reply:
+            return None
+        return Msg(self._client, reply=self._last_reply).metadata.sequence.stream
+
+    @property
     def paused(self) -> bool:
         """Whether the loop is paused (it asks for nothing, and hands back what arrives)."""
         return self._paused
@@ -172,6 +180,7 @@ class PullLoop:
             self._outstanding = max(0, self._outstanding - 1)
             if self._outstanding == 0:
                 self._request_over.set()
+            self._last_reply = msg.reply
             self._on_message(msg)
         elif status == _HEARTBEAT:
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import nats
 import pytest
@@ -11,9 +12,11 @@ from nats.errors import Error as NatsError
 from nats.js.api import RetentionPolicy, StreamConfig
 from nats.js.errors import NotFoundError
 
+from natsbus.bus import BusSubscriber
 from natsbus.bus.nats import NatsBus
+from natsbus.bus.nats.jetstream import instance_consumer_config, resume_consumer
 from natsbus.bus.nats.layout import SubjectLayout
-from natsbus.bus.nats.options import JetStreamOptions
+from natsbus.bus.nats.options import JetStreamOptions, NatsConnectOptions
 from natsbus.messages import (
     BusJobCancelMessage,
     BusJobRequestMessage,
@@ -22,10 +25,12 @@ from natsbus.messages import (
     JobStatus,
     Lane,
 )
+from natsbus.testing import NatsServer
 from natsbus.workers import WorkerRunner
 
 from helpers.nats import running_bus
 from helpers.recorders import Inbox
+from helpers.workers import Client, Tool, running, within
 
 
 async def consumers_of(url: str, stream: str) -> dict[str, list[str]]:
@@ -109,6 +114,17 @@ async def test_a_bus_has_two_instance_consumers_whatever_it_hosts(nats_url: str)
     # Stopped: the instance's consumers are gone; the shared request consumers stay.
     assert await consumers_of(nats_url, layout.stream) == {}
     assert len(await consumers_of(nats_url, layout.request_stream)) == 5
+
+
+async def test_a_subscriber_that_takes_no_jobs_costs_no_job_consumer(nats_url: str) -> None:
+    class Listener(BusSubscriber):
+        name = "listener"
+
+    channel = f"plain-{uuid.uuid4().hex[:8]}"
+    async with running_bus(nats_url, Listener(), Inbox("taker"), channel=channel) as bus:
+        requests = await consumers_of(nats_url, bus.layout.request_stream)
+        assert sorted(requests) == [bus.layout.job_consumer("taker")]
+        assert bus.not_ready_reasons() == []
 
 
 async def test_a_worker_that_joins_a_started_bus_gets_its_jobs_and_cancels(nats_url: str) -> None:
@@ -236,3 +252,57 @@ async def test_more_sessions_than_the_old_consumers_per_bus_allowed(nats_url: st
 def test_jetstream_options_refuse_nonsense(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
         JetStreamOptions(**{field: value})
+
+
+async def test_a_lost_instance_consumer_comes_back_from_the_message_after_the_last_read(
+    nats_url: str,
+) -> None:
+    client = await nats.connect(nats_url)
+    try:
+        jetstream = client.jetstream()
+        await jetstream.add_stream(StreamConfig(name="R", subjects=["r.>"]))
+        config = instance_consumer_config("inst", ["r.mine"], JetStreamOptions())
+        await jetstream.add_consumer("R", config)
+        for n in range(3):
+            await jetstream.publish("r.mine", f"{n}".encode())
+        await jetstream.publish("r.other", b"not mine")
+        pulled = await jetstream.pull_subscribe_bind("inst", "R")
+        read = await pulled.fetch(2, timeout=5)
+        last = read[-1].metadata.sequence.stream
+        await pulled.unsubscribe()
+        # Still there: left as it is.
+        assert await resume_consumer(jetstream, "R", config, last) is config
+        await jetstream.delete_consumer("R", "inst")
+        await jetstream.publish("r.mine", b"3")  # stored while it is gone
+        resumed = await resume_consumer(jetstream, "R", config, last)
+        pulled = await jetstream.pull_subscribe_bind("inst", "R")
+        assert [m.data for m in await pulled.fetch(5, timeout=2)] == [b"2", b"3"]
+        assert resumed.opt_start_seq == last + 1
+        info = await jetstream.consumer_info("R", "inst")
+        assert info.config.mem_storage  # made with its state in memory, as at first
+    finally:
+        await client.close()
+
+
+async def test_a_job_answered_across_a_server_restart_reaches_its_requester(
+    tmp_path: Path,
+) -> None:
+    # Instance consumers keep their state in memory: the restart loses them. The worker is
+    # back first and stores its answer; the requester, back later, makes its consumer again
+    # from where it stopped reading, so the answer still reaches it.
+    async with NatsServer(store_dir=tmp_path / "s") as server:
+        channel = f"restart-{uuid.uuid4().hex[:8]}"
+        options = JetStreamOptions(ack_wait=5)
+        tool, client = Tool(), Client()
+        worker_bus = NatsBus(servers=server.url, channel=channel, jetstream_options=options)
+        client_bus = NatsBus(
+            servers=server.url,
+            channel=channel,
+            jetstream_options=options,
+            connect_options=NatsConnectOptions(reconnect_time_wait=2.0),
+        )
+        async with running(tool, bus=worker_bus), running(client, bus=client_bus):
+            async with client.job("tool", name="slow", payload={"seconds": 0.5}, timeout=30) as j:
+                await within(tool._event(tool.started, j.job_id).wait(), 10)
+                await server.restart()
+            assert j.response == {"slept": True}

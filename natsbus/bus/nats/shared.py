@@ -1,0 +1,217 @@
+"""NatsConnections: one pair of connections that every NatsBus of a process can share.
+
+A NatsBus opens two connections of its own (system and data) unless it is given
+:class:`NatsConnections`. A process hosting a bus per session (a channel each) then pays for
+subscriptions, not for connections: thousands of buses on two sockets, two reader tasks and
+two reconnect loops.
+
+What a connection reports is shared out: an outage is logged once, by the pair; a reconnect
+reaches every bus (each asks its consumers again at once); a refused permission or a slow
+subscription reaches the bus whose subject it names (or every bus, when the subject names
+none, as for the JetStream API).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Self
+
+from nats.aio.client import Client
+from nats.errors import SlowConsumerError
+
+from natsbus.bus.dispatch import DEFAULT_TIME_SLICE
+from natsbus.bus.limits import QueueLimits
+from natsbus.bus.nats.connection import close_connection, open_connection
+from natsbus.bus.nats.fairness import yield_between_reads
+from natsbus.bus.nats.layout import DEFAULT_PREFIX
+from natsbus.bus.nats.options import NatsConnectOptions
+from natsbus.bus.nats.watch import ConnectionWatch, permission_denied
+from natsbus.bus.statistics import NetworkCounts
+from natsbus.errors import BusClosedError
+from natsbus.messages import Lane
+
+__all__ = ["NatsConnections"]
+
+logger = logging.getLogger("natsbus.bus.nats")
+
+_LANES = (Lane.SYSTEM, Lane.DATA)
+
+
+class NatsConnections:
+    """A system and a data connection shared by every NatsBus constructed with them.
+
+    The pair connects when the first bus starts (or on :meth:`open`) and closes on
+    :meth:`close` (or at the end of ``async with``), after the buses using it have stopped:
+    a bus that stops leaves the connections open for the others. Buses of any channel may
+    share a pair; their inboxes then share the pair's prefix, so give it a user allowed to
+    read the inboxes of every channel it serves (see ``docs/security.md``).
+
+    Args:
+        servers: NATS server URL or URLs; overrides ``connect_options.servers``.
+        connect_options: Authentication, TLS and reconnect settings, as for a NatsBus.
+            ``inbox_prefix`` defaults to ``_INBOX.<prefix>``.
+        prefix: The deployment's subject prefix (for the default inbox prefix).
+        time_slice: Seconds the reading of a backlog may hold the event loop.
+        name: Name for logs.
+    """
+
+    def __init__(
+        self,
+        servers: str | Sequence[str] | None = None,
+        *,
+        connect_options: NatsConnectOptions | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        time_slice: float = DEFAULT_TIME_SLICE,
+        name: str = "natsbus-connections",
+    ) -> None:
+        options = connect_options or NatsConnectOptions()
+        if servers is not None:
+            options = dataclasses.replace(
+                options, servers=(servers,) if isinstance(servers, str) else servers
+            )
+        if options.inbox_prefix is None:
+            options = dataclasses.replace(options, inbox_prefix=f"_INBOX.{prefix}")
+        self.options = options
+        self.name = name
+        self._time_slice = time_slice
+        self._clients: dict[Lane, Client] = {}
+        # The buses' watches, by their subject root in lower case (nats-py lowercases the
+        # subject of a refusal); several buses may share a channel.
+        self._watches: dict[str, list[ConnectionWatch]] = {}
+        self._counts = NetworkCounts()
+        # Logs the pair's outages once; what concerns one bus goes to that bus's watch.
+        self._watch = ConnectionWatch(
+            bus=name,
+            options=options,
+            limits=QueueLimits(),
+            counts=self._counts,
+            on_reconnected=lambda: None,
+        )
+        self._opening = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def clients(self) -> Mapping[Lane, Client]:
+        """The connections by lane (empty until opened)."""
+        return self._clients
+
+    @property
+    def is_open(self) -> bool:
+        """True once connected and until closed."""
+        return bool(self._clients) and not self._closed
+
+    @property
+    def buses(self) -> int:
+        """How many buses use the pair now."""
+        return sum(len(watches) for watches in self._watches.values())
+
+    async def open(self) -> None:
+        """Connect both lanes, if not connected yet.
+
+        Raises:
+            BusUnavailableError: No server could be reached, or it refused the connection.
+            BusClosedError: The pair was closed.
+        """
+        async with self._opening:
+            if self._closed:
+                raise BusClosedError(f"{self.name} was closed; make new NatsConnections")
+            if self._clients:
+                return
+            system = await self._connect(Lane.SYSTEM)
+            try:
+                data = await self._connect(Lane.DATA)
+            except BaseException:
+                await close_connection(system)
+                raise
+            self._clients = {Lane.SYSTEM: system, Lane.DATA: data}
+
+    async def close(self) -> None:
+        """Close both connections; buses still using them lose them (stop those first)."""
+        self._closed = True
+        if self._watches:
+            logger.warning("%s closed while %d bus(es) still use it", self.name, self.buses)
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            await close_connection(client)
+
+    async def attach(self, root: str, watch: ConnectionWatch) -> Mapping[Lane, Client]:
+        """Open if needed, and have ``watch`` told what concerns the subjects under ``root``.
+
+        Called by a NatsBus as it starts; ``root`` is its channel's subject root.
+
+        Raises:
+            BusUnavailableError: The connections could not be opened.
+            BusClosedError: The pair was closed.
+        """
+        await self.open()
+        self._watches.setdefault(root.lower(), []).append(watch)
+        return self._clients
+
+    def detach(self, root: str, watch: ConnectionWatch) -> None:
+        """The bus of ``root`` stopped: tell ``watch`` nothing more."""
+        watches = self._watches.get(root.lower(), [])
+        if watch in watches:
+            watches.remove(watch)
+        if not watches:
+            self._watches.pop(root.lower(), None)
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_open else "closed" if self._closed else "not opened"
+        return f"<NatsConnections {self.name!r} {state}, {self.buses} bus(es)>"
+
+    # --- what the connections report ----------------------------------------------------------
+
+    async def _connect(self, lane: Lane) -> Client:
+        pair_reconnected = self._watch.reconnected_callback(lane)
+
+        async def reconnected() -> None:
+            await pair_reconnected()
+            for watch in self._every_watch():
+                await watch.reconnected_callback(lane)()
+
+        client = await open_connection(
+            self.options, lane.value, on_reconnected=reconnected, on_error=self._on_error
+        )
+        yield_between_reads(client, self._time_slice / 2)
+        return client
+
+    async def _on_error(self, error: Exception) -> None:
+        if isinstance(error, SlowConsumerError):
+            subject = error.subject
+        else:
+            denial = permission_denied(error)
+            if denial is None:
+                await self._watch.on_error(error)  # connection trouble: logged once, here
+                return
+            subject = denial.subject
+        for watch in self._concerned(subject):
+            await watch.on_error(error)
+
+    def _concerned(self, subject: str) -> list[ConnectionWatch]:
+        """The buses a subject belongs to: those whose root it starts with, else all."""
+        tokens = subject.lower().split(".")
+        for end in range(len(tokens) - 1, 0, -1):
+            watches = self._watches.get(".".join(tokens[:end]))
+            if watches:
+                return list(watches)
+        # The JetStream API, an inbox: any of them may have asked.
+        return self._every_watch()
+
+    def _every_watch(self) -> list[ConnectionWatch]:
+        return [watch for watches in self._watches.values() for watch in watches]

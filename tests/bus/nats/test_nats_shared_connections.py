@@ -1,0 +1,157 @@
+"""NatsConnections: buses of many channels on one connection pair, apart as if on their own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from natsbus import BusClosedError, NatsBus, NatsConnections
+from natsbus.bus import WorkerBus
+from natsbus.bus.nats import JetStreamOptions
+from natsbus.messages import BusTTSSpeakMessage
+from natsbus.testing import NatsServer
+from natsbus.testing.contract import BusContract, Recorder
+
+from helpers.workers import Client, Tool, running
+
+CHANNELS = 20
+
+
+def monitor(server: NatsServer, endpoint: str) -> Any:
+    with urllib.request.urlopen(f"{server.monitor_url}/{endpoint}", timeout=5) as response:
+        return json.load(response)
+
+
+async def settled(read: Any, wanted: int) -> int:
+    """What ``read()`` gives once the server had a moment to reach ``wanted``."""
+    for _ in range(100):
+        if read() == wanted:
+            break
+        await asyncio.sleep(0.02)
+    return int(read())
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[NatsServer]:
+    async with NatsServer(store_dir=tmp_path / "s", monitor_port=0) as server:
+        yield server
+
+
+def session_bus(connections: NatsConnections, channel: str) -> NatsBus:
+    return NatsBus(
+        connections=connections,
+        channel=channel,
+        jetstream_options=JetStreamOptions(ack_wait=5),
+    )
+
+
+class TestNatsBusOnSharedConnections(BusContract):
+    """The whole bus contract holds for a bus on a pair another channel's bus uses too."""
+
+    restarts = False
+
+    @pytest.fixture
+    async def bus(self, nats_url: str) -> AsyncIterator[WorkerBus]:
+        async with NatsConnections(nats_url) as connections:
+            neighbour = NatsBus(connections=connections, channel="neighbour")
+            await neighbour.start()
+            bus = NatsBus(connections=connections, channel="contract")
+            yield bus
+            await bus.stop()
+            await neighbour.stop()
+
+
+def texts(recorder: Recorder) -> list[str]:
+    return [m.text for m in recorder.received if isinstance(m, BusTTSSpeakMessage)]
+
+
+def subscriptions(server: NatsServer) -> int:
+    return int(monitor(server, "subsz")["num_subscriptions"])
+
+
+async def test_buses_of_many_channels_share_two_connections_and_stay_apart(
+    server: NatsServer,
+) -> None:
+    async with NatsConnections(server.url) as connections:
+        recorders = [Recorder(f"r{i}") for i in range(CHANNELS)]
+        buses = [session_bus(connections, f"session {i}.x") for i in range(CHANNELS)]
+        for bus, recorder in zip(buses, recorders, strict=True):
+            await bus.subscribe(recorder)
+            await bus.start()
+            if bus is buses[-2]:
+                before_last = subscriptions(server)
+        assert monitor(server, "connz")["num_connections"] == 2
+        assert connections.buses == CHANNELS
+        for i, bus in enumerate(buses):
+            await bus.send(BusTTSSpeakMessage(text=f"to {i}", source=f"sender{i}"))
+        for i, recorder in enumerate(recorders):
+            await recorder.wait_for_text(f"to {i}")
+        await asyncio.sleep(0.1)  # anything misrouted would have arrived by now
+        assert [texts(r) for r in recorders] == [[f"to {i}"] for i in range(CHANNELS)]
+        # A bus stopping leaves on the server nothing of its own (its subscriptions, its
+        # consumers' subscriptions), and nothing of the others' goes with it.
+        await buses.pop().stop()
+        assert await settled(lambda: subscriptions(server), before_last) == before_last
+        await buses[0].send(BusTTSSpeakMessage(text="still here", source="sender0"))
+        await recorders[0].wait_for_text("still here")
+        for bus in buses:
+            await bus.stop()
+        assert connections.buses == 0
+        assert connections.is_open  # the buses stopped; the pair is its owner's to close
+    assert await settled(lambda: monitor(server, "connz")["num_connections"], 0) == 0
+
+
+async def test_jobs_of_two_sessions_on_one_pair_reach_only_their_own_workers(
+    server: NatsServer,
+) -> None:
+    async with NatsConnections(server.url) as connections:
+        tool_a, client_a, tool_b, client_b = Tool(), Client(), Tool(), Client()
+        async with (
+            running(tool_a, client_a, bus=session_bus(connections, "a")),
+            running(tool_b, client_b, bus=session_bus(connections, "b")),
+        ):
+            for client, tool, other in ((client_a, tool_a, tool_b), (client_b, tool_b, tool_a)):
+                async with client.job("tool", name="echo", payload={"n": 1}, timeout=10) as j:
+                    pass
+                assert j.response == {"echo": {"n": 1}}
+                assert j.job_id in tool.ran and j.job_id not in other.ran
+        assert monitor(server, "connz")["num_connections"] == 2
+
+
+async def test_every_bus_on_the_pair_takes_jobs_again_after_the_server_restarts(
+    server: NatsServer,
+) -> None:
+    async with NatsConnections(server.url) as connections:
+        pairs = [(Tool(), Client()) for _ in range(3)]
+        async with contextlib.AsyncExitStack() as stack:
+            for i, (tool, client) in enumerate(pairs):
+                await stack.enter_async_context(
+                    running(tool, client, bus=session_bus(connections, f"s{i}"))
+                )
+            await server.restart()
+            for tool, client in pairs:  # each runs its own session's job
+                tool.ran.clear()
+                async with client.job("tool", name="echo", payload={"n": 2}, timeout=15) as j:
+                    pass
+                assert j.response == {"echo": {"n": 2}}
+                assert tool.ran == [j.job_id]
+
+
+async def test_a_closed_pair_cannot_start_a_bus(nats_url: str) -> None:
+    connections = NatsConnections(nats_url)
+    await connections.open()
+    await connections.close()
+    with pytest.raises(BusClosedError):
+        await session_bus(connections, "late").start()
+
+
+def test_a_bus_takes_the_pair_or_its_own_servers_not_both(nats_url: str) -> None:
+    with pytest.raises(ValueError, match="not both"):
+        NatsBus(connections=NatsConnections(nats_url), servers=nats_url)
