@@ -266,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return _dispatch(args)
+    except KeyboardInterrupt:  # Ctrl-C before a runner handles SIGINT (while it starts)
+        return EXIT_CANCELLED
     except (BusUnavailableError, BusPermissionError) as error:
         # The message says what failed and where (passwords replaced); the nats-py errors
         # chained under it would only repeat it at length (--debug shows them).

@@ -13,8 +13,11 @@ class QueueLimits:
 
     What happens at a bound is documented where the queue lives: a full data lane drops its
     oldest message, a system lane is never dropped and reports its subscriber slow
-    (:mod:`natsbus.bus.lanes`); a NATS subscription past its limit has the client drop the
-    message, counted as ``slow_consumer_drops``. Job requests need no bound here: JetStream
+    (:mod:`natsbus.bus.lanes`). A NatsBus's core subscriptions hold nothing: the connection's
+    reader decodes each message onto the lanes as it parses it, and what it has not read yet
+    waits in the socket and the server's buffer for the connection (``max_pending``, 64 MiB
+    by default; past it the server closes the connection as a slow consumer, and the bus
+    reconnects). Job requests need no bound here: JetStream
     delivers no more than ``JetStreamOptions.max_jobs_in_flight`` per worker, and job messages
     sent wait in an outbox of ``JetStreamOptions.outbox_size``.
 
@@ -24,18 +27,10 @@ class QueueLimits:
             about 500 bytes each on a NatsBus, so the default bounds a subscriber's backlog
             at about 50 MB (a burst of tens of thousands still arrives whole). A real-time
             subscriber that wants fresh frames only sets it far lower.
-        subscription_messages: Messages a NATS subscription holds for its callback before
-            the client drops new ones. The callback decodes them and queues them on the
-            lanes, so this fills when decoding falls behind the network: a burst from a fast
-            publisher. nats-py's own default (524,288).
-        subscription_bytes: Bytes a NATS subscription holds likewise: nats-py's own default
-            (128 MiB).
     """
 
     system_lane: int = 10_000
     data_lane: int = 100_000
-    subscription_messages: int = 512 * 1024
-    subscription_bytes: int = 128 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for spec in fields(self):

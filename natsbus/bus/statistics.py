@@ -56,8 +56,9 @@ class NetworkCounts:
         sent_disconnected: Core messages handed to the client while the server was away:
             buffered, and flushed on reconnect, possibly before the receivers subscribed
             again, so they may be lost (lifecycle and job messages are stored instead).
-        slow_consumer_drops: Messages the client dropped because a subscription's pending
-            limit (:attr:`QueueLimits.subscription_messages`, ``subscription_bytes``) was hit.
+        slow_consumer_drops: Messages the client dropped because one of nats-py's own
+            subscriptions (its JetStream request multiplexer) was full; the bus's core
+            subscriptions hold nothing (:mod:`natsbus.bus.nats.direct`).
         decode_errors: Inbound messages dropped because they did not decode, by reason
             (``malformed``, ``unknown_type``, ``too_large``).
         reconnects: Reconnections of each lane's connection.

@@ -21,19 +21,16 @@ stored when the server is back.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import enum
 import logging
 import math
 import secrets
-import time
 from collections.abc import Iterator, Sequence
 from typing import ClassVar, Final
 
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.errors import (
     OutboundBufferLimitError,
 )
@@ -108,7 +105,7 @@ class NatsBus(WorkerBus):
             loop before yielding to it.
         metrics: Where to count messages and timings for metrics
             (:class:`natsbus.observability.BusMetrics`); None (the default) counts nothing.
-        limits: The bounds of the subscribers' lanes and of the NATS subscriptions.
+        limits: The bounds of the subscribers' lanes.
     """
 
     kind: ClassVar[str] = "nats"
@@ -183,12 +180,10 @@ class NatsBus(WorkerBus):
             name=self.name,
         )
         self._sent_before_start: list[BusMessage] = []
-        self._last_yield = 0.0
         self._routes: dict[type[BusMessage], tuple[Lane, _Route]] = {}
         self._watch = ConnectionWatch(
             bus=self.name,
             options=self._options,
-            limits=self._limits,
             counts=self._counts,
             # Pending pull requests died with the old connection: ask again at once.
             on_reconnected=self._jobs.renew,
@@ -477,16 +472,12 @@ class NatsBus(WorkerBus):
         self._core_subjects[(lane, target, source)] = subject
         return subject
 
-    async def _on_core_message(self, msg: Msg) -> None:
-        message = self._decoder.decode(msg.data, msg.subject)
-        if message is not None and self._jobs.admits(message, msg.subject):
+    def _on_core_message(self, subject: str, data: bytes) -> None:
+        # Called by the connection's reader as it parses (natsbus.bus.nats.direct), which
+        # yields to the loop every time slice.
+        message = self._decoder.decode(data, subject)
+        if message is not None and self._jobs.admits(message, subject):
             self.on_message_received(message)
-        # nats-py hands a subscription's backlog to this callback without ever yielding; a
-        # deep data backlog would hold the loop while a cancel waits on the system socket.
-        now = time.perf_counter()
-        if now - self._last_yield > self._time_slice / 2:
-            await asyncio.sleep(0)
-            self._last_yield = time.perf_counter()
 
     # --- plumbing -----------------------------------------------------------------------------
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from natsbus.bus.limits import QueueLimits
+from natsbus.bus.nats.direct import DirectHandler, subscribe_direct, unsubscribe_direct
 from natsbus.bus.nats.jobs import JobChannel
 from natsbus.bus.nats.layout import SubjectLayout
 from natsbus.bus.subscriber import BusSubscriber
@@ -41,7 +41,8 @@ class Interest:
         limits: The pending limits of the core subscriptions.
         jobs: The bus's job channel (its consumers follow the hosted workers).
         subscribers: Returns the bus's current subscribers.
-        on_message: The callback of every core subscription.
+        on_message: Called with the subject and payload of every core message (from the
+            connection's reader: see :mod:`natsbus.bus.nats.direct`).
         name: The bus's name, for logs and task names.
     """
 
@@ -52,7 +53,7 @@ class Interest:
         limits: QueueLimits,
         jobs: JobChannel,
         subscribers: Callable[[], Iterable[BusSubscriber]],
-        on_message: Callable[[Msg], Awaitable[None]],
+        on_message: DirectHandler,
         name: str,
     ) -> None:
         self._layout = layout
@@ -62,7 +63,7 @@ class Interest:
         self._on_message = on_message
         self._name = name
         self._clients: Mapping[Lane, Client] = {}
-        self._subscriptions: dict[str, Subscription] = {}
+        self._subscriptions: dict[str, tuple[Client, Subscription]] = {}
         self._lock = asyncio.Lock()
         self._retry: asyncio.Task[None] | None = None
         self._open = False
@@ -88,14 +89,13 @@ class Interest:
             targets = self._wanted_targets()
             wanted = self._wanted_subjects(targets)
             for subject in set(self._subscriptions) - set(wanted):
-                await _unsubscribe_quietly(self._subscriptions.pop(subject))
+                await unsubscribe_direct(*self._subscriptions.pop(subject))
             for subject, lane in wanted.items():
                 if subject not in self._subscriptions:
-                    self._subscriptions[subject] = await self._clients[lane].subscribe(
-                        subject,
-                        cb=self._on_message,
-                        pending_msgs_limit=self._limits.subscription_messages,
-                        pending_bytes_limit=self._limits.subscription_bytes,
+                    client = self._clients[lane]
+                    self._subscriptions[subject] = (
+                        client,
+                        await subscribe_direct(client, subject, self._on_message),
                     )
             await self._jobs.sync(*self.job_workers(), targets)
             for client in self._clients.values():
@@ -153,8 +153,8 @@ class Interest:
         self._open = False
         if self._retry is not None:
             await cancel_and_wait((self._retry,))
-        for subscription in self._subscriptions.values():
-            await _unsubscribe_quietly(subscription)
+        for client, subscription in self._subscriptions.values():
+            await unsubscribe_direct(client, subscription)
         self._subscriptions.clear()
 
     def _wanted_targets(self) -> set[str] | None:
@@ -190,10 +190,3 @@ class Interest:
                 logger.debug("%s: subscriptions still not updated", self._name, exc_info=True)
             else:
                 return
-
-
-async def _unsubscribe_quietly(subscription: Subscription) -> None:
-    try:
-        await subscription.unsubscribe()
-    except Exception:  # the connection is closed: the subscription went with it
-        logger.debug("unsubscribe failed", exc_info=True)

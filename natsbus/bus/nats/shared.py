@@ -24,7 +24,6 @@ from nats.aio.client import Client
 from nats.errors import SlowConsumerError
 
 from natsbus.bus.dispatch import DEFAULT_TIME_SLICE
-from natsbus.bus.limits import QueueLimits
 from natsbus.bus.nats.connection import close_connection, open_connection
 from natsbus.bus.nats.fairness import yield_between_reads
 from natsbus.bus.nats.layout import DEFAULT_PREFIX
@@ -87,7 +86,6 @@ class NatsConnections:
         self._watch = ConnectionWatch(
             bus=name,
             options=options,
-            limits=QueueLimits(),
             counts=self._counts,
             on_reconnected=lambda: None,
         )

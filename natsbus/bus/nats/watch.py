@@ -17,7 +17,6 @@ from typing import Final, TypeVar
 
 from nats.errors import SlowConsumerError, StaleConnectionError, UnexpectedEOF
 
-from natsbus.bus.limits import QueueLimits
 from natsbus.bus.nats.options import NatsConnectOptions
 from natsbus.bus.statistics import NetworkCounts
 from natsbus.errors import BusPermissionError
@@ -62,7 +61,6 @@ class ConnectionWatch:
     Args:
         bus: The bus's name, for the log.
         options: Its connect options (to keep their secrets out of the log).
-        limits: Its queue limits (named when a subscription overflows).
         counts: Where to count.
         on_reconnected: Called after either connection is back.
         tokens: The subject tokens the bus uses, to spell a refused subject as it was sent.
@@ -74,7 +72,6 @@ class ConnectionWatch:
         *,
         bus: str,
         options: NatsConnectOptions,
-        limits: QueueLimits,
         counts: NetworkCounts,
         on_reconnected: Callable[[], None],
         tokens: Callable[[], Iterable[str]] = tuple,
@@ -82,7 +79,6 @@ class ConnectionWatch:
     ) -> None:
         self._bus = bus
         self._options = options
-        self._limits = limits
         self._counts = counts
         self._on_reconnected = on_reconnected
         self._tokens = tokens
@@ -109,18 +105,16 @@ class ConnectionWatch:
     async def on_error(self, error: Exception) -> None:
         """The callback nats-py calls with every error it reports."""
         if isinstance(error, SlowConsumerError):
-            # The client dropped a message: a subscription's pending limit was hit. Counted
-            # every time, logged the first time (and every time at DEBUG).
+            # The client dropped a message: one of nats-py's own subscriptions (its JetStream
+            # request multiplexer) was full. Counted every time, logged the first time (and
+            # every time at DEBUG).
             self._counts.slow_consumer_drops += 1
             if self._counts.slow_consumer_drops == 1 or logger.isEnabledFor(logging.DEBUG):
                 logger.warning(
-                    "%s is a slow consumer: the client dropped a message on %s (its"
-                    " subscription holds %d messages or %d bytes); counted as"
+                    "%s is a slow consumer: the client dropped a message on %s; counted as"
                     " slow_consumer_drops",
                     self._bus,
                     error.subject,
-                    self._limits.subscription_messages,
-                    self._limits.subscription_bytes,
                 )
             return
         denial = permission_denied(error, self._tokens())

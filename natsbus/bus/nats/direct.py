@@ -1,0 +1,87 @@
+"""Core messages handed from nats-py's parser straight to their bus, with no queue between.
+
+nats-py gives each subscription with a callback an asyncio queue and a task: every message
+is built into a ``Msg`` (its headers parsed), queued, taken by the task and passed to a new
+coroutine. For a bus that decodes a message and puts it on its subscribers' lanes at once,
+that is most of the client's cost per message, and a task per subscription is most of an
+idle session's memory. A direct subscription has neither: the client's message handler
+calls the bus's function with the subject and the payload while it parses, and the parser
+yields to the loop every time slice (:mod:`natsbus.bus.nats.fairness`).
+
+What bounds memory then is the bus's own lanes (a full data lane drops its oldest), and a
+reader that falls behind leaves the bytes in the socket and the server's buffer for the
+connection, instead of in a client-side queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.subscription import Subscription
+
+__all__ = ["DirectHandler", "subscribe_direct", "unsubscribe_direct"]
+
+logger = logging.getLogger(__name__)
+
+DirectHandler = Callable[[str, bytes], None]
+"""Called with the subject and the payload of every message of a direct subscription."""
+
+_ROUTES = "_natsbus_direct_routes"
+
+
+def _routes(client: Client) -> dict[int, DirectHandler]:
+    """The direct handlers of ``client`` by subscription id, installing the hook once."""
+    routes: dict[int, DirectHandler] | None = getattr(client, _ROUTES, None)
+    if routes is not None:
+        return routes
+    found: dict[int, DirectHandler] = {}
+    queued = client._process_msg
+    stats = client.stats
+
+    async def process_msg(
+        sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
+    ) -> None:
+        handler = found.get(sid)
+        if handler is None:  # a subscription of nats-py's own (JetStream, pull inboxes)
+            await queued(sid, subject, reply, data, headers)
+            return
+        stats["in_msgs"] += 1
+        stats["in_bytes"] += len(data)
+        try:
+            handler(subject.decode(), data)
+        except Exception:  # a handler's bug must not stop the connection's reader
+            logger.exception("handling a message on %r failed", subject)
+
+    any_client: Any = client  # nats-py calls it through the instance: this replaces it there
+    any_client._process_msg = process_msg
+    setattr(client, _ROUTES, found)
+    return found
+
+
+async def subscribe_direct(client: Client, subject: str, handler: DirectHandler) -> Subscription:
+    """Subscribe ``handler`` to ``subject``, called from the client's reader for each message.
+
+    ``handler`` must not block: it runs inside the connection's read loop.
+    """
+    routes = _routes(client)
+    subscription = await client.subscribe(subject)  # no callback: no queue reader, no task
+    routes[subscription._id] = handler
+    # nats-py awaits the write of the SUB after registering the subscription: what arrived
+    # for it meanwhile went to its (unread) queue. Hand it on, in order.
+    queue = subscription._pending_queue
+    while not queue.empty():
+        msg = queue.get_nowait()
+        handler(msg.subject, msg.data)
+    return subscription
+
+
+async def unsubscribe_direct(client: Client, subscription: Subscription) -> None:
+    """Stop a direct subscription (also when its connection is closed)."""
+    _routes(client).pop(subscription._id, None)
+    try:
+        await subscription.unsubscribe()
+    except Exception:  # the connection is closed: the subscription went with it
+        logger.debug("unsubscribe failed", exc_info=True)
