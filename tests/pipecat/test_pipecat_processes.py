@@ -1,0 +1,98 @@
+"""pipecat apps in separate OS processes on natsbus.pipecat.NatsBus: frames, jobs, a SIGKILL.
+
+Every peer is tests/peers/pipecat_peer.py: pipecat's own WorkerRunner, PipelineWorker,
+BusBridgeProcessor and BaseWorker, with the bus swapped for natsbus.pipecat.NatsBus.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from helpers.process import Peer
+
+PEER = "tests.peers.pipecat_peer"
+
+
+@pytest.fixture
+def channel() -> str:
+    return f"pc-{uuid.uuid4().hex[:8]}"
+
+
+@pytest_asyncio.fixture
+async def peers() -> AsyncIterator[list[Peer]]:
+    started: list[Peer] = []
+    yield started
+    for peer in started:
+        await peer.close()
+
+
+async def start(peers: list[Peer], url: str, channel: str, role: str, *args: str) -> Peer:
+    peer = Peer(PEER, url, channel, role, *args)
+    peers.append(peer)
+    await peer.start(ready=None)
+    return peer
+
+
+async def test_frames_cross_between_two_pipecat_pipeline_workers_in_order(
+    nats_url: str, channel: str, peers: list[Peer]
+) -> None:
+    listener = await start(peers, nats_url, channel, "listener")
+    await listener.wait_for("READY", 30)
+    sender = await start(peers, nats_url, channel, "sender", "--count", "5")
+    await sender.wait_for("SENT", 30)
+    await listener.wait_for("FRAME OutputAudioRawFrame 320|16000|1|b'\\x04'", 20)
+    expected = []
+    for i in range(5):
+        expected += [
+            f"FRAME TranscriptionFrame heard {i}|user-1|en-US",
+            f"FRAME TextFrame text {i}",
+            f"FRAME OutputAudioRawFrame 320|16000|1|{bytes([i])!r}",
+        ]
+    assert listener.found("FRAME") == expected
+    # Each TextFrame came back upstream through the listener's bridge, in order.
+    await sender.wait_for("BACK TextFrame echo: text 4", 20)
+    assert sender.found("BACK") == [f"BACK TextFrame echo: text {i}" for i in range(5)]
+
+
+async def test_a_pipecat_job_with_updates_and_a_stream_is_answered_across_processes(
+    nats_url: str, channel: str, peers: list[Peer]
+) -> None:
+    worker = await start(peers, nats_url, channel, "worker")
+    await worker.wait_for("READY", 30)
+    requester = await start(peers, nats_url, channel, "requester")
+    response = await requester.wait_for("RESPONSE", 30)
+    assert requester.found("EVENT") == [
+        'EVENT update {"big": 1099511627776, "progress": 0.5}',
+        'EVENT stream_start {"kind": "words"}',
+        'EVENT stream_data {"word": "HELLO"}',
+        'EVENT stream_data {"word": "BIG"}',
+        'EVENT stream_data {"word": "WORLD"}',
+        f'EVENT stream_end {{"pid": {worker.pid}, "text": "HELLO BIG WORLD"}}',
+    ]
+    assert json.loads(response.removeprefix("RESPONSE ")) == {
+        "pid": worker.pid,
+        "text": "HELLO BIG WORLD",
+    }
+
+
+async def test_a_pipecat_worker_sigkilled_mid_job_has_the_job_redelivered_to_its_replica(
+    nats_url: str, channel: str, peers: list[Peer]
+) -> None:
+    fast = ("--ack-wait", "2")
+    doomed = await start(peers, nats_url, channel, "worker", *fast, "--slow-seconds", "60")
+    await doomed.wait_for("READY", 30)
+    requester = await start(peers, nats_url, channel, "slow-requester", *fast)
+    started = await doomed.wait_for("STARTED", 30)
+    replica = await start(peers, nats_url, channel, "worker", *fast, "--slow-seconds", "0.2")
+    await replica.wait_for("READY", 30)
+    await doomed.kill()
+    job_id = started.split()[1]
+    assert (await replica.wait_for("STARTED", 30)).split()[1] == job_id
+    response = await requester.wait_for("RESPONSE", 30)
+    assert json.loads(response.removeprefix("RESPONSE ")) == {"pid": replica.pid}
+    assert requester.count("RESPONSE") == 1
