@@ -55,10 +55,14 @@ class _Entry:
 
 
 def _copying(pc: type[Any], nb: type[Any], names: Iterable[str]) -> tuple[_ToNatsbus, _ToPipecat]:
-    """Conversions that copy the same-named fields each way."""
+    """Conversions that copy the same-named fields each way.
+
+    pipecat's values are read from the instance's ``__dict__``: some of its fields warn when
+    read as attributes (deprecated since pipecat 1.8, such as ``StartFrame``'s sample rates).
+    """
     fields = tuple(names)
     return (
-        lambda f: nb(**{n: getattr(f, n) for n in fields}),
+        lambda f: nb(**{n: vars(f)[n] for n in fields}),
         lambda f: pc(**{n: getattr(f, n) for n in fields}),
     )
 
@@ -85,8 +89,11 @@ def _transcription(pc: type[Any], nb: type[Any]) -> tuple[_ToNatsbus, _ToPipecat
 
 
 def _error_to_pipecat(f: Any) -> pf.Frame:
-    # pipecat says "fatal" with a class of its own; natsbus with the flag.
-    return pf.FatalErrorFrame(f.error) if f.fatal else pf.ErrorFrame(f.error)
+    frame = pf.ErrorFrame(f.error)
+    # Set, not passed: pipecat warns when its own code says fatal=True (deprecated since 1.8);
+    # the flag is still what the sender said.
+    vars(frame)["fatal"] = f.fatal
+    return frame
 
 
 def _tts_speak_to_pipecat(f: Any) -> pf.Frame:
@@ -157,8 +164,9 @@ def _builtin_entries() -> list[_Entry]:
     ]
     rows += [(pc, nb, _copying(pc, nb, names)) for pc, nb, names in copied]
     entries = [_Entry(pc, nb, *conv) for pc, nb, conv in rows]
-    error = (lambda f: nf.ErrorFrame(f.error, fatal=bool(f.fatal)), _error_to_pipecat)
+    error = (lambda f: nf.ErrorFrame(f.error, fatal=bool(vars(f)["fatal"])), _error_to_pipecat)
     entries.append(_Entry(pf.ErrorFrame, nf.ErrorFrame, *error))
+    # pipecat's deprecated FatalErrorFrame arrives as what replaces it: ErrorFrame(fatal=True).
     entries.append(_Entry(pf.FatalErrorFrame, nf.ErrorFrame, *error))
     return entries
 

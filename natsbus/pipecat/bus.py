@@ -101,9 +101,8 @@ class _Member(BusSubscriber):
                 converted = self._bus.messages.to_pipecat(message)
             except DecodeError:
                 # A natsbus message with no pipecat counterpart (a natsbus-only app type):
-                # counted and dropped here, as undecodable input is; the bus keeps serving.
-                self._bus.count_drop("no_pipecat_counterpart")
-                logger.info("%s: %s has no pipecat counterpart; dropped", self._name, message)
+                # counted and dropped here, as an unknown wire type is; the bus keeps serving.
+                self._bus.drop_unknown(message)
                 return
         subscriber = self._subscriber
         if subscriber.accepts_bus_message(converted):
@@ -171,6 +170,7 @@ class NatsBus(PipecatWorkerBus):
             raise ValueError("give NatsBus either core= or the connection arguments, not both")
         self._core = core
         self._members: dict[str, _Member] = {}
+        self._last_unknown: nm.BusMessage | None = None
 
     @property
     def core(self) -> CoreNatsBus:
@@ -228,14 +228,14 @@ class NatsBus(PipecatWorkerBus):
 
         Raises:
             EncodeError: The message's class, or its frame's, has no wire form (counted in
-                ``natsbus_messages_dropped_total{reason="unmapped_pipecat_type"}``).
+                ``natsbus_messages_dropped_total{reason="unmapped_type"}``).
             UnsupportedValueError: A payload value cannot travel losslessly.
             MessageTooLargeError: The encoded message exceeds the server's max payload.
         """
         try:
             converted = self.messages.to_natsbus(message)
         except CodecError:
-            self.count_drop("unmapped_pipecat_type")
+            self.count_drop("unmapped_type")
             raise
         await self._core.send(converted)
 
@@ -245,6 +245,18 @@ class NatsBus(PipecatWorkerBus):
         carrier = cls(source=message.source, target=message.target, message=message)
         self._core.stamp(carrier)
         self._core.on_message_received(carrier)
+
+    def drop_unknown(self, message: nm.BusMessage) -> None:
+        """Count and log an arrival with no pipecat counterpart, once per message.
+
+        Such a message is a natsbus application type that this process did not map; however
+        many subscribers had it, it is one drop.
+        """
+        if message is self._last_unknown:
+            return
+        self._last_unknown = message
+        self.count_drop("unknown_type")
+        logger.info("%s: %s has no pipecat counterpart; dropped", self.name, message)
 
     def count_drop(self, reason: str) -> None:
         """Count a message refused or dropped for ``reason`` (when metrics are on)."""

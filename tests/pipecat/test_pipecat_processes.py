@@ -7,43 +7,16 @@ BusBridgeProcessor and BaseWorker, with the bus swapped for natsbus.pipecat.Nats
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import AsyncIterator
 
-import pytest
-import pytest_asyncio
-
-from helpers.process import Peer
-
-PEER = "tests.peers.pipecat_peer"
-
-
-@pytest.fixture
-def channel() -> str:
-    return f"pc-{uuid.uuid4().hex[:8]}"
-
-
-@pytest_asyncio.fixture
-async def peers() -> AsyncIterator[list[Peer]]:
-    started: list[Peer] = []
-    yield started
-    for peer in started:
-        await peer.close()
-
-
-async def start(peers: list[Peer], url: str, channel: str, role: str, *args: str) -> Peer:
-    peer = Peer(PEER, url, channel, role, *args)
-    peers.append(peer)
-    await peer.start(ready=None)
-    return peer
+from helpers.pipecat import PipecatPeers
 
 
 async def test_frames_cross_between_two_pipecat_pipeline_workers_in_order(
-    nats_url: str, channel: str, peers: list[Peer]
+    peers: PipecatPeers,
 ) -> None:
-    listener = await start(peers, nats_url, channel, "listener")
+    listener = await peers.start("listener")
     await listener.wait_for("READY", 30)
-    sender = await start(peers, nats_url, channel, "sender", "--count", "5")
+    sender = await peers.start("sender", "--count", "5")
     await sender.wait_for("SENT", 30)
     await listener.wait_for("FRAME OutputAudioRawFrame 320|16000|1|b'\\x04'", 20)
     expected = []
@@ -60,11 +33,11 @@ async def test_frames_cross_between_two_pipecat_pipeline_workers_in_order(
 
 
 async def test_a_pipecat_job_with_updates_and_a_stream_is_answered_across_processes(
-    nats_url: str, channel: str, peers: list[Peer]
+    peers: PipecatPeers,
 ) -> None:
-    worker = await start(peers, nats_url, channel, "worker")
+    worker = await peers.start("worker")
     await worker.wait_for("READY", 30)
-    requester = await start(peers, nats_url, channel, "requester")
+    requester = await peers.start("requester")
     response = await requester.wait_for("RESPONSE", 30)
     assert requester.found("EVENT") == [
         'EVENT update {"big": 1099511627776, "progress": 0.5}',
@@ -81,14 +54,14 @@ async def test_a_pipecat_job_with_updates_and_a_stream_is_answered_across_proces
 
 
 async def test_a_pipecat_worker_sigkilled_mid_job_has_the_job_redelivered_to_its_replica(
-    nats_url: str, channel: str, peers: list[Peer]
+    peers: PipecatPeers,
 ) -> None:
     fast = ("--ack-wait", "2")
-    doomed = await start(peers, nats_url, channel, "worker", *fast, "--slow-seconds", "60")
+    doomed = await peers.start("worker", *fast, "--slow-seconds", "60")
     await doomed.wait_for("READY", 30)
-    requester = await start(peers, nats_url, channel, "slow-requester", *fast)
+    requester = await peers.start("slow-requester", *fast)
     started = await doomed.wait_for("STARTED", 30)
-    replica = await start(peers, nats_url, channel, "worker", *fast, "--slow-seconds", "0.2")
+    replica = await peers.start("worker", *fast, "--slow-seconds", "0.2")
     await replica.wait_for("READY", 30)
     await doomed.kill()
     job_id = started.split()[1]
