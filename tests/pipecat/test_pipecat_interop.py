@@ -10,7 +10,24 @@ from __future__ import annotations
 import asyncio
 import json
 
-from natsbus import BaseWorker, BusJobRequestMessage, NatsBus, WorkerRunner, connect, job
+from natsbus import (
+    BaseWorker,
+    BusEndWorkerMessage,
+    BusFrameMessage,
+    BusJobRequestMessage,
+    BusMessage,
+    BusSubscriber,
+    NatsBus,
+    WorkerRunner,
+    connect,
+    job,
+)
+from natsbus.frames import (
+    FrameDirection,
+    OutputAudioRawFrame,
+    TextFrame,
+    TranscriptionFrame,
+)
 
 from helpers.pipecat import PipecatPeers
 
@@ -57,3 +74,49 @@ async def test_a_pipecat_worker_answers_a_natsbus_clients_job(peers: PipecatPeer
         ("stream_end", {"text": "HELLO BIG WORLD", "pid": worker.pid}),
     ]
     assert handle.response == {"text": "HELLO BIG WORLD", "pid": worker.pid}
+
+
+class FrameWatcher(BusSubscriber):
+    def __init__(self) -> None:
+        self.frames: list[BusFrameMessage] = []
+        self.arrived = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        return "nb-watcher"
+
+    async def on_bus_message(self, message: BusMessage) -> None:
+        if isinstance(message, BusFrameMessage) and message.source != "nb-sender":
+            self.frames.append(message)
+            self.arrived.set()
+
+
+async def test_frames_and_lifecycle_cross_between_natsbus_and_a_pipecat_pipeline(
+    peers: PipecatPeers,
+) -> None:
+    listener = await peers.start("listener", ready="READY")
+    watcher = FrameWatcher()
+    async with NatsBus(servers=peers.url, channel=peers.channel) as bus:
+        await bus.subscribe(watcher)
+        down = FrameDirection.DOWNSTREAM
+        frames = [
+            TranscriptionFrame("heard", "user-9", "2026-12-02T00:00:00Z", language="fr-FR"),
+            TextFrame("from natsbus"),
+            OutputAudioRawFrame(b"\x07" * 320, 16000, 1),
+        ]
+        for frame in frames:
+            await bus.send(BusFrameMessage(frame, down, source="nb-sender"))
+        await listener.wait_for("FRAME OutputAudioRawFrame", 20)
+        assert listener.found("FRAME") == [
+            "FRAME TranscriptionFrame heard|user-9|fr-FR",
+            "FRAME TextFrame from natsbus",
+            "FRAME OutputAudioRawFrame 320|16000|1|b'\\x07'",
+        ]
+        # The pipecat pipeline's answer comes back upstream as natsbus's own TextFrame.
+        await asyncio.wait_for(watcher.arrived.wait(), 20)
+        [echo] = watcher.frames
+        assert (echo.source, echo.direction) == ("listener", FrameDirection.UPSTREAM)
+        assert echo.frame == TextFrame("echo: from natsbus")
+        # A natsbus message ends the pipecat worker; its runner then ends its process.
+        await bus.send(BusEndWorkerMessage(source="nb-sender", target="listener", reason="done"))
+        assert await listener.wait(30) == 0
