@@ -13,7 +13,10 @@ Roles:
   listener) and prints what comes back upstream (``BACK <class> <what>``).
 * ``worker``: a BaseWorker ``translator`` with jobs ``translate`` (an update, a stream of two
   chunks, then the end of the stream) and ``slow`` (says ``STARTED <job_id> <pid>`` and
-  answers after ``--slow-seconds``). Says ``READY``.
+  answers after ``--slow-seconds``). Says ``READY`` once active (``--inactive``: once
+  activated by a ``BusActivateWorkerMessage``).
+
+Every role says ``RUNNING`` once its runner is (the bus started, the workers too).
 * ``requester``: a BaseWorker ``client`` that asks ``translator`` (or ``--target``) for a
   ``translate`` job and prints each event (``EVENT <type> <data>``), then ``RESPONSE <dict>``.
 * ``slow-requester``: asks for a ``slow`` job and prints ``RESPONSE <dict>`` when answered.
@@ -144,6 +147,7 @@ async def main() -> int:
     parser.add_argument("--target", default="translator")
     parser.add_argument("--name", default=None)
     parser.add_argument("--slow-seconds", type=float, default=30.0)
+    parser.add_argument("--inactive", action="store_true", help="the worker starts inactive")
     args = parser.parse_args()
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
@@ -179,7 +183,7 @@ async def main() -> int:
 
         await runner.add_workers(worker)
     elif args.role == "worker":
-        translator = Translator(args.name or "translator")
+        translator = Translator(args.name or "translator", active=not args.inactive)
         translator.slow_seconds = args.slow_seconds
 
         @translator.event_handler("on_activated")
@@ -190,6 +194,11 @@ async def main() -> int:
     else:
         client = Client(args.target, "slow" if args.role == "slow-requester" else "translate")
         await runner.add_workers(client)
+
+    @runner.event_handler("on_ready")
+    async def running(runner: WorkerRunner) -> None:
+        say("RUNNING")
+
     await runner.run()
     return 0
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from natsbus import (
     BaseWorker,
+    BusActivateWorkerMessage,
     BusEndWorkerMessage,
     BusFrameMessage,
     BusJobRequestMessage,
@@ -120,3 +123,21 @@ async def test_frames_and_lifecycle_cross_between_natsbus_and_a_pipecat_pipeline
         # A natsbus message ends the pipecat worker; its runner then ends its process.
         await bus.send(BusEndWorkerMessage(source="nb-sender", target="listener", reason="done"))
         assert await listener.wait(30) == 0
+
+
+async def test_an_inactive_pipecat_worker_takes_its_job_once_activated(
+    peers: PipecatPeers,
+) -> None:
+    worker = await peers.start("worker", "--inactive", ready="RUNNING")
+    async with connect(peers.url, channel=peers.channel) as client:
+        payload = {"text": "wait for it"}
+        async with client.job("translator", name="translate", payload=payload) as handle:
+            # Stored, not taken: an inactive worker does not pull (pipecat would drop it).
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(anext(aiter(handle)), 1.5)
+            assert worker.count("READY") == 0
+            await client.publish(BusActivateWorkerMessage(source=client.name, target="translator"))
+            events = [event.type async for event in handle]
+    assert worker.count("READY") == 1
+    assert events == ["update", "stream_start", *["stream_data"] * 3, "stream_end"]
+    assert handle.response == {"text": "WAIT FOR IT", "pid": worker.pid}
