@@ -34,6 +34,7 @@ from natsbus.errors import (
     UnknownMessageTypeError,
     UnsupportedValueError,
 )
+from natsbus.pipecat._llm import CONTEXT_FIELDS, context_from_natsbus, context_to_natsbus
 
 __all__ = ["FrameMap", "default_frames"]
 
@@ -208,6 +209,13 @@ class FrameMap:
             self._to_pipecat.setdefault(entry.natsbus, entry)
         for wire_name, cls, fields in _PIPECAT_TWINS:
             self.register(wire_name, cls, fields=fields)
+        # An LLMContext is an object: its frame travels as the values it is made of.
+        self._register_twin(
+            "pipecat.LLMContextFrame",
+            pf.LLMContextFrame,
+            CONTEXT_FIELDS,
+            lambda twin: (context_to_natsbus(twin), context_from_natsbus),
+        )
 
     def register(
         self, wire_name: str, cls: type[pf.Frame], *, fields: Iterable[str] | None = None
@@ -246,6 +254,16 @@ class FrameMap:
         unknown = [n for n in names if n not in init]
         if unknown:
             raise RegistrationError(f"{cls.__qualname__} has no init field(s) {unknown}")
+        return self._register_twin(wire_name, cls, names, lambda twin: _copying(cls, twin, names))
+
+    def _register_twin(
+        self,
+        wire_name: str,
+        cls: type[pf.Frame],
+        names: tuple[str, ...],
+        conversions: Callable[[type[nf.Frame]], tuple[_ToNatsbus, _ToPipecat]],
+    ) -> type[nf.Frame]:
+        """Make the twin of ``cls`` with fields ``names``, register it, add the row."""
         twin = dataclasses.make_dataclass(
             cls.__name__,
             [(n, Any, dataclasses.field(default=None)) for n in names],
@@ -254,7 +272,7 @@ class FrameMap:
         )
         twin.__module__ = __name__
         self._registry.register_frame_type(wire_name, twin)
-        entry = _Entry(cls, twin, *_copying(cls, twin, names))
+        entry = _Entry(cls, twin, *conversions(twin))
         self._to_natsbus[cls] = entry
         self._to_pipecat[twin] = entry
         return twin
