@@ -56,6 +56,7 @@ from pipecat.utils.asyncio.task_manager import TaskManager
 from pipecat.workers.base_worker import BaseWorker
 from pipecat.workers.runner import WorkerRunner
 
+import natsbus
 from natsbus.pipecat import NatsBus
 from natsbus.testing import NatsServer
 
@@ -232,6 +233,55 @@ async def job_round_trips(kind: str, url: str, rounds: int) -> list[float]:
     return asker.samples
 
 
+class NatsbusEcho(natsbus.BaseWorker):
+    @natsbus.job(name="echo")
+    async def echo(self, message: natsbus.BusJobRequestMessage) -> dict[str, Any] | None:
+        return message.payload
+
+
+class NatsbusAsker(natsbus.BaseWorker):
+    def __init__(self, rounds: int) -> None:
+        super().__init__("asker")
+        self.rounds = rounds
+        self.samples: list[float] = []
+        self.done = asyncio.Event()
+
+    async def on_activated(self, args: dict[str, Any] | None) -> None:
+        await super().on_activated(args)
+        self.spawn(self._ask())
+
+    async def _ask(self) -> None:
+        for i in range(self.rounds + WARM_UP):
+            start = time.perf_counter()
+            async with self.job("echo", params=natsbus.JobParams(name="echo", payload={"n": i})):
+                pass
+            if i >= WARM_UP:
+                self.samples.append(time.perf_counter() - start)
+        self.done.set()
+
+
+async def natsbus_round_trips(url: str, rounds: int) -> list[float]:
+    """The same jobs between natsbus's own workers on natsbus's own NatsBus: the reference."""
+    channel = f"jobs-{uuid.uuid4().hex[:8]}"
+    runners = [
+        natsbus.WorkerRunner(
+            bus=natsbus.NatsBus(servers=url, channel=channel), handle_signals=False
+        )
+        for _ in range(2)
+    ]
+    asker = NatsbusAsker(rounds)
+    await runners[0].add_workers(NatsbusEcho("echo"))
+    await runners[1].add_workers(asker)
+    running = [asyncio.create_task(r.run()) for r in runners]
+    try:
+        await asyncio.wait_for(asker.done.wait(), 300)
+    finally:
+        for runner in reversed(runners):
+            await runner.cancel("bench done")
+        await asyncio.wait_for(asyncio.gather(*running, return_exceptions=True), 60)
+    return asker.samples
+
+
 # --- 3. a cancel behind a flood -----------------------------------------------------------------
 
 
@@ -343,6 +393,11 @@ async def main() -> None:
             print(f"   {names[kind]:<26}{p50s[kind] * 1e3:>8.3f}  {p99 * 1e3:>8.3f}")
         rtt = p50s["nats"] / p50s["redis"]
         print(f"   p50 ratio {rtt:.2f}x   (target <= 1x: {verdict(rtt <= 1)})")
+        reference = await natsbus_round_trips(nats.url, rounds)
+        print(
+            f"   reference: natsbus's own workers {percentile(reference, 0.5) * 1e3:>8.3f}"
+            f"  {percentile(reference, 0.99) * 1e3:>8.3f}   (the same JetStream path, no pipecat)"
+        )
 
         print(
             f"\n3. {cancels} BusCancelMessage, 10 ms apart, behind {flood:,} data messages"

@@ -322,14 +322,13 @@ class FrameMap:
         return out
 
 
-def direction_to_natsbus(direction: PipecatDirection) -> nf.FrameDirection:
-    """Return pipecat's FrameDirection as natsbus's (the same numbers)."""
-    return nf.FrameDirection(direction.value)
-
-
-def direction_to_pipecat(direction: nf.FrameDirection) -> PipecatDirection:
-    """Return natsbus's FrameDirection as pipecat's (the same numbers)."""
-    return PipecatDirection(int(direction))
+# The same numbers on both sides; looked up rather than built, for every frame message.
+_DIRECTIONS: Final = {d: nf.FrameDirection(d.value) for d in PipecatDirection}
+_DIRECTIONS_BACK: Final = {v: k for k, v in _DIRECTIONS.items()}
+direction_to_natsbus: Final = _DIRECTIONS.__getitem__
+"""Return pipecat's FrameDirection as natsbus's."""
+direction_to_pipecat: Final = _DIRECTIONS_BACK.__getitem__
+"""Return natsbus's FrameDirection as pipecat's."""
 
 
 default_frames: Final = FrameMap()

@@ -85,9 +85,9 @@ def _init_fields(cls: type) -> tuple[str, ...]:
 
 
 class _Row:
-    """How one class pair converts: the fields copied, and per-field conversions each way."""
+    """How one class pair converts: per field copied, its conversion each way (or none)."""
 
-    __slots__ = ("fields", "natsbus", "nb_fields", "pipecat", "to_nb", "to_pc")
+    __slots__ = ("_to_nb", "_to_pc", "natsbus", "pipecat")
 
     def __init__(
         self,
@@ -95,24 +95,34 @@ class _Row:
         natsbus: type,
         to_nb: dict[str, _Convert],
         to_pc: dict[str, _Convert],
+        fields: tuple[str, ...] | None = None,
     ) -> None:
         self.pipecat = pipecat
         self.natsbus = natsbus
-        self.fields = _init_fields(pipecat)
-        self.nb_fields = frozenset(_init_fields(natsbus))
-        missing = [n for n in self.fields if n not in self.nb_fields]
+        names = _init_fields(pipecat) if fields is None else fields
+        carried = frozenset(_init_fields(natsbus))
+        missing = [n for n in names if n not in carried]
         if missing:  # a pipecat release with a field natsbus does not carry: fail at import
             raise RegistrationError(f"natsbus {natsbus.__name__} lacks pipecat fields {missing}")
-        self.to_nb = to_nb
-        self.to_pc = to_pc
+        # Worked out once: this runs for every message sent and received.
+        self._to_nb = tuple((n, to_nb.get(n)) for n in names)
+        self._to_pc = tuple((n, to_pc.get(n)) for n in names)
 
-    def convert(self, message: Any, cls: type, conversions: dict[str, _Convert]) -> Any:
-        kwargs = {}
-        for name in self.fields:
-            value = getattr(message, name)
-            convert = conversions.get(name)
-            kwargs[name] = value if convert is None else convert(value)
-        return cls(**kwargs)
+    def to_natsbus(self, message: Any) -> Any:
+        return self.natsbus(
+            **{
+                n: getattr(message, n) if c is None else c(getattr(message, n))
+                for n, c in self._to_nb
+            }
+        )
+
+    def to_pipecat(self, message: Any) -> Any:
+        return self.pipecat(
+            **{
+                n: getattr(message, n) if c is None else c(getattr(message, n))
+                for n, c in self._to_pc
+            }
+        )
 
 
 class MessageMap:
@@ -142,12 +152,11 @@ class MessageMap:
         }
         self._rows_pc: dict[type, _Row] = {}
         self._rows_nb: dict[type, _Row] = {}
-        for pipecat_cls, natsbus_cls in _same_named():
-            self._add(_Row(pipecat_cls, natsbus_cls, to_nb, to_pc))
         # natsbus's TTS message may say None (the frame's default), pipecat's says True then.
-        self._rows_nb[nm.BusTTSSpeakMessage].to_pc = {
-            "append_to_context": lambda v: True if v is None else v
-        }
+        tts_to_pc = {"append_to_context": lambda v: True if v is None else v}
+        for pipecat_cls, natsbus_cls in _same_named():
+            tts = pipecat_cls is pm.BusTTSSpeakMessage
+            self._add(_Row(pipecat_cls, natsbus_cls, to_nb, tts_to_pc if tts else to_pc))
         for wire_name, cls in _PIPECAT_TWINS:
             self.register(wire_name, cls)
 
@@ -197,9 +206,7 @@ class MessageMap:
         )
         twin.__module__ = __name__
         self._registry.register(wire_name, twin)
-        row = _Row(cls, twin, {}, {})
-        row.fields = ("source", "target", *names)
-        self._add(row)
+        self._add(_Row(cls, twin, {}, {}, ("source", "target", *names)))
         return twin
 
     def to_natsbus(self, message: pm.BusMessage) -> nm.BusMessage:
@@ -217,7 +224,7 @@ class MessageMap:
                 " form: map it with natsbus.pipecat.register_message_type("
                 f"'yourapp.{cls.__name__}', {cls.__name__})"
             )
-        converted: nm.BusMessage = row.convert(message, row.natsbus, row.to_nb)
+        converted: nm.BusMessage = row.to_natsbus(message)
         return converted
 
     def to_pipecat(self, message: nm.BusMessage) -> pm.BusMessage:
@@ -231,7 +238,7 @@ class MessageMap:
         if row is None:
             wire_name = self._registry.wire_name_of(type(message))
             raise UnknownMessageTypeError(wire_name or type(message).__qualname__)
-        converted: pm.BusMessage = row.convert(message, row.pipecat, row.to_pc)
+        converted: pm.BusMessage = row.to_pipecat(message)
         return converted
 
 
