@@ -191,25 +191,35 @@ class Echo(BaseWorker):
         await self.send_job_response(message.job_id, message.payload)
 
 
-class Asker(BaseWorker):
+class Rounds:
+    """Times one job after another (after a warm-up); each framework's asker opens them."""
+
     def __init__(self, rounds: int) -> None:
-        super().__init__("asker")
         self.rounds = rounds
         self.samples: list[float] = []
         self.done = asyncio.Event()
 
-    async def on_activated(self, args: dict[str, Any] | None) -> None:
-        await super().on_activated(args)
-        self.create_task(self._ask(), "ask")
-
-    async def _ask(self) -> None:
+    async def ask(
+        self, open_job: Callable[[int], contextlib.AbstractAsyncContextManager[Any]]
+    ) -> None:
         for i in range(self.rounds + WARM_UP):
             start = time.perf_counter()
-            async with self.job("echo", params=JobParams(name="echo", payload={"n": i})):
+            async with open_job(i):
                 pass
             if i >= WARM_UP:
                 self.samples.append(time.perf_counter() - start)
         self.done.set()
+
+
+class Asker(Rounds, BaseWorker):
+    def __init__(self, rounds: int) -> None:
+        BaseWorker.__init__(self, "asker")
+        Rounds.__init__(self, rounds)
+
+    async def on_activated(self, args: dict[str, Any] | None) -> None:
+        await super().on_activated(args)
+        params = lambda i: JobParams(name="echo", payload={"n": i})  # noqa: E731
+        self.create_task(self.ask(lambda i: self.job("echo", params=params(i))), "ask")
 
 
 async def job_round_trips(kind: str, url: str, rounds: int) -> list[float]:
@@ -239,25 +249,15 @@ class NatsbusEcho(natsbus.BaseWorker):
         return message.payload
 
 
-class NatsbusAsker(natsbus.BaseWorker):
+class NatsbusAsker(Rounds, natsbus.BaseWorker):
     def __init__(self, rounds: int) -> None:
-        super().__init__("asker")
-        self.rounds = rounds
-        self.samples: list[float] = []
-        self.done = asyncio.Event()
+        natsbus.BaseWorker.__init__(self, "asker")
+        Rounds.__init__(self, rounds)
 
     async def on_activated(self, args: dict[str, Any] | None) -> None:
         await super().on_activated(args)
-        self.spawn(self._ask())
-
-    async def _ask(self) -> None:
-        for i in range(self.rounds + WARM_UP):
-            start = time.perf_counter()
-            async with self.job("echo", params=natsbus.JobParams(name="echo", payload={"n": i})):
-                pass
-            if i >= WARM_UP:
-                self.samples.append(time.perf_counter() - start)
-        self.done.set()
+        params = lambda i: natsbus.JobParams(name="echo", payload={"n": i})  # noqa: E731
+        self.spawn(self.ask(lambda i: self.job("echo", params=params(i))))
 
 
 async def natsbus_round_trips(url: str, rounds: int) -> list[float]:
