@@ -70,6 +70,12 @@ class _Member(BusSubscriber):
             self._worker.add_event_handler("on_activated", self._activity_changed)
             self._worker.add_event_handler("on_deactivated", self._activity_changed)
 
+    def detach(self) -> None:
+        """Stop following the worker's activity (it was unsubscribed)."""
+        if self._worker is not None:
+            self._worker.remove_event_handler("on_activated", self._activity_changed)
+            self._worker.remove_event_handler("on_deactivated", self._activity_changed)
+
     @property
     def subscriber(self) -> PipecatSubscriber:
         return self._subscriber
@@ -221,6 +227,7 @@ class NatsBus(PipecatWorkerBus):
         if member is None or member.subscriber is not subscriber:
             return
         del self._members[subscriber.name]
+        member.detach()
         await self._core.unsubscribe(member)
 
     async def publish(self, message: pm.BusMessage) -> None:
