@@ -1,6 +1,11 @@
-"""pipecat apps in child processes: tests/peers/pipecat_peer.py on one server and channel."""
+"""pipecat apps in child processes (tests/peers/pipecat_peer.py), and a pipecat subscriber."""
 
 from __future__ import annotations
+
+import asyncio
+
+import pipecat.bus.messages as pm
+from pipecat.bus.subscriber import BusSubscriber as PipecatSubscriber
 
 from helpers.process import Peer
 
@@ -20,3 +25,25 @@ class PipecatPeers:
         self.started.append(peer)
         await peer.start(ready=ready, timeout=30)
         return peer
+
+
+class Recorder(PipecatSubscriber):
+    """A pipecat subscriber that keeps what it receives."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self.messages: list[pm.BusMessage] = []
+        self.changed = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def on_bus_message(self, message: pm.BusMessage) -> None:
+        self.messages.append(message)
+        self.changed.set()
+
+    async def next_message(self) -> pm.BusMessage:
+        await asyncio.wait_for(self.changed.wait(), 10)
+        self.changed.clear()
+        return self.messages[-1]

@@ -10,30 +10,11 @@ import pipecat.bus.messages as pm
 import pytest
 import pytest_asyncio
 from pipecat.bus.bus import WorkerBus as PipecatWorkerBus
-from pipecat.bus.subscriber import BusSubscriber as PipecatSubscriber
 
 from natsbus import NatsBus as CoreNatsBus
 from natsbus.pipecat import NatsBus
 
-
-class Recorder(PipecatSubscriber):
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self.messages: list[pm.BusMessage] = []
-        self.changed = asyncio.Event()
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    async def on_bus_message(self, message: pm.BusMessage) -> None:
-        self.messages.append(message)
-        self.changed.set()
-
-    async def next_message(self) -> pm.BusMessage:
-        await asyncio.wait_for(self.changed.wait(), 10)
-        self.changed.clear()
-        return self.messages[-1]
+from helpers.pipecat import Recorder
 
 
 @pytest_asyncio.fixture

@@ -18,7 +18,6 @@ import pytest_asyncio
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from pipecat.adapters.llm.schemas.tools_schema import AdapterType, ToolsSchema
 from pipecat.bus.bus import WorkerBus as PipecatWorkerBus
-from pipecat.bus.subscriber import BusSubscriber as PipecatSubscriber
 from pipecat.pipeline.job_context import JobStatus
 from pipecat.processors.aggregators.llm_context import LLMContext, LLMSpecificMessage
 from pipecat.processors.frame_processor import FrameDirection
@@ -41,6 +40,8 @@ from natsbus.pipecat import (
     register_frame_type,
     register_message_type,
 )
+
+from helpers.pipecat import Recorder
 
 FATAL = pf.ErrorFrame("fatal boom")
 vars(FATAL)["fatal"] = True  # pipecat warns when told fatal=True (deprecated since 1.8)
@@ -161,21 +162,6 @@ def test_an_unmapped_frame_or_message_is_refused_with_a_clear_error() -> None:
         register_frame_type(f"test.{uuid.uuid4().hex}", VisemeFrame, fields=["nope"])
 
 
-class Recorder(PipecatSubscriber):
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self.messages: list[pm.BusMessage] = []
-        self.arrived = asyncio.Event()
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    async def on_bus_message(self, message: pm.BusMessage) -> None:
-        self.messages.append(message)
-        self.arrived.set()
-
-
 class NatsbusRecorder(BusSubscriber):
     def __init__(self) -> None:
         self.messages: list[nm.BusMessage] = []
@@ -261,7 +247,7 @@ async def test_a_natsbus_message_without_a_pipecat_counterpart_is_dropped_and_co
     codec.register_message_type(f"test.only{uuid.uuid4().hex[:6]}", NatsbusOnly)
     await receiver.send(NatsbusOnly(source="nb", value=1))
     await receiver.send(nm.BusEndMessage(source="nb", reason="after"))
-    await asyncio.wait_for(recorder.arrived.wait(), 10)
+    await recorder.next_message()
     await asyncio.sleep(0.1)
     assert [type(m) for m in recorder.messages] == [pm.BusEndMessage]
     assert dropped(metrics, "unknown_type") == 1
