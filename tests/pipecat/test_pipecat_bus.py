@@ -77,3 +77,19 @@ async def test_an_unsubscribed_subscriber_gets_nothing_more(
 def test_a_core_bus_or_connection_arguments_not_both(nats_url: str) -> None:
     with pytest.raises(ValueError, match="not both"):
         NatsBus(servers=nats_url, core=CoreNatsBus(servers=nats_url))
+
+
+def test_the_public_surface_of_natsbus_pipecat_is_pinned() -> None:
+    import natsbus.pipecat as public
+
+    assert sorted(public.__all__) == [
+        "FrameMap",
+        "MessageMap",
+        "NatsBus",
+        "default_frames",
+        "default_messages",
+        "mapped_frame_types",
+        "register_frame_type",
+        "register_message_type",
+    ]
+    assert all(hasattr(public, name) for name in public.__all__)
