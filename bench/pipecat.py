@@ -43,6 +43,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import bus_nats
 from common.flood import FloodTally, burn, percentile, verdict
 from loguru import logger
 from pipecat.bus import BusCancelMessage, BusFrameMessage, BusMessage, BusTTSSpeakMessage
@@ -413,6 +414,14 @@ async def main() -> None:
                 f"   {names[kind]:<26}p50 {p50 * 1e3:>8.3f} ms  p99 {p99 * 1e3:>8.3f} ms;"
                 f" overtook {share:.1%} of the data queued ahead{target}"
             )
+        # The same flood between natsbus's own buses (bench/bus_nats.py's): the reference.
+        reference_busy = await bus_nats.system_under_flood(nats.url, flood, cancels)
+        lat = reference_busy.system_latencies
+        print(
+            f"   reference: natsbus's own  p50 {percentile(lat, 0.5) * 1e3:>8.3f} ms"
+            f"  p99 {percentile(lat, 0.99) * 1e3:>8.3f} ms;"
+            f" overtook {reference_busy.share_overtaken():.1%} (the same path, no pipecat)"
+        )
 
 
 def run(entry: Callable[[], Any]) -> None:
