@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import pipecat.bus.messages as pm
 from pipecat.bus.bus import WorkerBus as PipecatWorkerBus
@@ -53,6 +53,9 @@ class _LocalData(nm.BusDataMessage, nm.BusLocalMessage):
 
 
 _LOCAL = (_LocalSystem, _LocalData)
+
+_CONVERTED_KEPT: Final = 256
+"""How many arrivals the bus keeps the pipecat message of, for its other subscribers."""
 
 
 class _Member(BusSubscriber):
@@ -100,16 +103,9 @@ class _Member(BusSubscriber):
             await self._bus.core.refresh_interest()
 
     async def on_bus_message(self, message: nm.BusMessage) -> None:
-        if isinstance(message, _LOCAL):
-            converted: pm.BusMessage = message.message
-        else:
-            try:
-                converted = self._bus.messages.to_pipecat(message)
-            except DecodeError:
-                # A natsbus message with no pipecat counterpart (a natsbus-only app type):
-                # counted and dropped here, as an unknown wire type is; the bus keeps serving.
-                self._bus.drop_unknown(message)
-                return
+        converted = message.message if isinstance(message, _LOCAL) else self._bus.converted(message)
+        if converted is None:
+            return  # no pipecat counterpart: counted by converted()
         subscriber = self._subscriber
         if subscriber.accepts_bus_message(converted):
             await subscriber.on_bus_message(converted)
@@ -176,7 +172,9 @@ class NatsBus(PipecatWorkerBus):
             raise ValueError("give NatsBus either core= or the connection arguments, not both")
         self._core = core
         self._members: dict[str, _Member] = {}
-        self._last_unknown: nm.BusMessage | None = None
+        # id -> (natsbus message, its pipecat message); the message is kept so its id is not
+        # reused while it is here.
+        self._converted: dict[int, tuple[nm.BusMessage, pm.BusMessage | None]] = {}
 
     @property
     def core(self) -> CoreNatsBus:
@@ -253,17 +251,28 @@ class NatsBus(PipecatWorkerBus):
         self._core.stamp(carrier)
         self._core.on_message_received(carrier)
 
-    def drop_unknown(self, message: nm.BusMessage) -> None:
-        """Count and log an arrival with no pipecat counterpart, once per message.
+    def converted(self, message: nm.BusMessage) -> pm.BusMessage | None:
+        """The pipecat message a natsbus message that arrived here is; None if it has none.
 
-        Such a message is a natsbus application type that this process did not map; however
-        many subscribers had it, it is one drop.
+        Every subscriber that has one message gets one pipecat object, as in pipecat (and
+        the conversion runs once), while the subscribers' lanes are within
+        ``_CONVERTED_KEPT`` messages of each other. A message with no pipecat counterpart (a
+        natsbus application type this process did not map) is counted and logged once, and
+        dropped, as an unknown wire type is: the bus keeps serving.
         """
-        if message is self._last_unknown:
-            return
-        self._last_unknown = message
-        self.count_drop("unknown_type")
-        logger.info("%s: %s has no pipecat counterpart; dropped", self.name, message)
+        kept = self._converted.get(id(message))
+        if kept is not None and kept[0] is message:
+            return kept[1]
+        try:
+            converted: pm.BusMessage | None = self.messages.to_pipecat(message)
+        except DecodeError:
+            converted = None
+            self.count_drop("unknown_type")
+            logger.info("%s: %s has no pipecat counterpart; dropped", self.name, message)
+        if len(self._converted) >= _CONVERTED_KEPT:
+            del self._converted[next(iter(self._converted))]  # the oldest
+        self._converted[id(message)] = (message, converted)
+        return converted
 
     def count_drop(self, reason: str) -> None:
         """Count a message refused or dropped for ``reason`` (when metrics are on)."""

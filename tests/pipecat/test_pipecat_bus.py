@@ -41,6 +41,22 @@ async def test_it_is_a_pipecat_worker_bus_and_its_messages_are_pipecats(
     assert (got.source, got.target, got.reason) == ("a", "remote", "bye")
 
 
+async def test_every_subscriber_of_a_process_gets_the_same_pipecat_message(
+    pair: tuple[NatsBus, NatsBus],
+) -> None:
+    here, there = pair
+    first, second = Recorder("first"), Recorder("second")
+    for recorder in (first, second):
+        await there.subscribe(recorder)
+    for n in range(3):
+        await here.send(pm.BusTTSSpeakMessage(source="a", text=f"say {n}"))
+    for recorder in (first, second):
+        while len(recorder.messages) < 3:
+            await recorder.next_message()
+    assert [m.text for m in first.messages] == ["say 0", "say 1", "say 2"]  # type: ignore[attr-defined]
+    assert all(a is b for a, b in zip(first.messages, second.messages, strict=True))
+
+
 async def test_a_local_only_message_reaches_this_processs_subscribers_and_stays_here(
     pair: tuple[NatsBus, NatsBus],
 ) -> None:
