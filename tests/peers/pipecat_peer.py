@@ -20,6 +20,8 @@ Every role says ``RUNNING`` once its runner is (the bus started, the workers too
 * ``requester``: a BaseWorker ``client`` that asks ``translator`` (or ``--target``) for a
   ``translate`` job and prints each event (``EVENT <type> <data>``), then ``RESPONSE <dict>``.
 * ``slow-requester``: asks for a ``slow`` job and prints ``RESPONSE <dict>`` when answered.
+* ``canceller``: asks for a ``slow`` job, cancels it a second later (``CANCEL_SENT <job_id>``)
+  and prints the answer it gets (``ANSWER <job_id> <status>``).
 """
 
 from __future__ import annotations
@@ -117,6 +119,28 @@ class Translator(BaseWorker):
         await self.send_job_response(message.job_id, {"pid": os.getpid()})
 
 
+class Canceller(BaseWorker):
+    """Asks for a ``slow`` job, cancels it a second later, prints the answer it gets."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__("canceller")
+        self._target = target
+
+    async def on_activated(self, args: dict | None) -> None:
+        await super().on_activated(args)
+        self.create_task(self._ask(), "ask")
+
+    async def _ask(self) -> None:
+        job_id = await self.request_job(self._target, params=JobParams(name="slow"))
+        await asyncio.sleep(1.0)
+        await self.cancel_job_group(job_id, reason="not needed")
+        say(f"CANCEL_SENT {job_id}")
+
+    async def on_job_response(self, message) -> None:  # type: ignore[no-untyped-def]
+        await super().on_job_response(message)
+        say(f"ANSWER {message.job_id} {message.status.value}")
+
+
 class Client(BaseWorker):
     def __init__(self, target: str, job_name: str) -> None:
         super().__init__("client")
@@ -191,6 +215,8 @@ async def main() -> int:
             say("READY")
 
         await runner.add_workers(translator)
+    elif args.role == "canceller":
+        await runner.add_workers(Canceller(args.target))
     else:
         client = Client(args.target, "slow" if args.role == "slow-requester" else "translate")
         await runner.add_workers(client)

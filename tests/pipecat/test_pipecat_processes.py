@@ -6,6 +6,7 @@ BusBridgeProcessor and BaseWorker, with the bus swapped for natsbus.pipecat.Nats
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from helpers.pipecat import PipecatPeers
@@ -69,3 +70,21 @@ async def test_a_pipecat_worker_sigkilled_mid_job_has_the_job_redelivered_to_its
     response = await requester.wait_for("RESPONSE", 30)
     assert json.loads(response.removeprefix("RESPONSE ")) == {"pid": replica.pid}
     assert requester.count("RESPONSE") == 1
+
+
+async def test_a_cancelled_pipecat_job_is_answered_cancelled_and_never_runs_again(
+    peers: PipecatPeers,
+) -> None:
+    fast = ("--ack-wait", "1")
+    worker = await peers.start("worker", *fast, "--slow-seconds", "60", ready="READY")
+    canceller = await peers.start("canceller", *fast)
+    job_id = (await worker.wait_for("STARTED", 30)).split()[1]
+    assert (await canceller.wait_for("CANCEL_SENT", 30)).split()[1] == job_id
+    assert await canceller.wait_for("ANSWER", 30) == f"ANSWER {job_id} cancelled"
+    # The cancelled answer acknowledged the request: the worker's process dies, and its
+    # replica is never handed the job (an unacknowledged one would be, an ack wait later).
+    await worker.kill()
+    replica = await peers.start("worker", *fast, "--slow-seconds", "60", ready="READY")
+    await asyncio.sleep(3.5)
+    assert replica.count("STARTED") == 0
+    assert canceller.count("ANSWER") == 1
