@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
 import contextlib
 import statistics
 import sys
@@ -28,6 +27,7 @@ import uuid
 from collections.abc import Iterator
 
 import nats
+from common.flood import FloodTally, burn, percentile, verdict
 from nats.aio.msg import Msg
 
 from natsbus import (
@@ -62,15 +62,6 @@ def sender_check_off() -> Iterator[None]:
         yield
     finally:
         SenderCheck.admits = checked  # type: ignore[method-assign]
-
-
-def verdict(met: bool) -> str:
-    return "OK" if met else "MISSED"
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def publish_from_child(*args: str) -> None:
@@ -241,19 +232,11 @@ async def job_round_trips(url: str, rounds: int) -> list[float]:
     return samples
 
 
-class BusyReceiver(BusSubscriber):
-    """Its data handler burns 200 us of CPU; it notes when each message was handled.
-
-    For each system message it counts the data messages still queued when the system message
-    was sent (all sent, minus those already handled by then) and how many of those were
-    handled before it: the rest it overtook.
-    """
+class BusyReceiver(FloodTally, BusSubscriber):
+    """Its data handler burns 200 us of CPU; each system message's fate goes in the tally."""
 
     def __init__(self, flood: int) -> None:
-        self.flood = flood
-        self.data_done_at: list[float] = []
-        self.system_latencies: list[float] = []
-        self.overtaken: list[tuple[int, int]] = []  # (overtaken, queued when sent)
+        super().__init__(flood)
         self.all_data = asyncio.Event()
 
     @property
@@ -262,18 +245,10 @@ class BusyReceiver(BusSubscriber):
 
     async def on_bus_message(self, message: BusMessage) -> None:
         if isinstance(message, BusCancelMessage):
-            now = time.time()
-            self.system_latencies.append(now - message.sent_at)
-            handled_before_send = bisect.bisect_left(self.data_done_at, message.sent_at)
-            queued = self.flood - handled_before_send
-            handled_meanwhile = len(self.data_done_at) - handled_before_send
-            self.overtaken.append((queued - handled_meanwhile, queued))
+            self.system_handled(message.sent_at)
             return
-        end = time.perf_counter() + 0.0002
-        while time.perf_counter() < end:
-            pass
-        self.data_done_at.append(time.time())
-        if len(self.data_done_at) == self.flood:
+        burn(0.0002)
+        if self.data_handled():
             self.all_data.set()
 
 
@@ -362,9 +337,7 @@ async def main() -> None:
         busy = await system_under_flood(url, flood, system_messages)
         lat = busy.system_latencies
         p50, p99 = percentile(lat, 0.5), percentile(lat, 0.99)
-        overtaken = sum(o for o, _ in busy.overtaken)
-        queued = sum(q for _, q in busy.overtaken)
-        share = overtaken / queued if queued else 0.0
+        share = busy.share_overtaken()
         worst = min((o / q for o, q in busy.overtaken if q), default=0.0)
         print(
             f"\n3. {system_messages} system messages, 10 ms apart, sent behind {flood:,} data "

@@ -41,6 +41,7 @@ DROP_REASONS: Final = (
     "forged_source",  # its source is not the sender token of its subject
     "unexpected_answer",  # a job answer from a worker this bus did not ask
     "unexpected_control",  # a job control from a worker that did not request the job
+    "unmapped_type",  # a pipecat message or frame with no wire form, refused at the sender
 )
 """Every reason a message is dropped for: a closed set, each exported from the start."""
 

@@ -1,0 +1,1 @@
+"""What several bench scripts share (imported with bench/ on the path; not a bench itself)."""
