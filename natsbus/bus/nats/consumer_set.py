@@ -113,8 +113,13 @@ class ConsumerSet:
             )
 
     async def sync(
-        self, workers: Iterable[str], taking: Iterable[str], listening: Iterable[str] | None
-    ) -> None:
+        self,
+        workers: Iterable[str],
+        taking: Iterable[str],
+        listening: Iterable[str] | None,
+        *,
+        narrow: bool = True,
+    ) -> bool:
         """Read the controls of exactly ``workers``, and take job requests for ``taking``.
 
         The instance consumers also read the lifecycle messages broadcast and those for the
@@ -127,6 +132,13 @@ class ConsumerSet:
         its requests are taken, and a leaving worker's requests stop before its controls do,
         so a job is never taken here without its cancels reaching it.
 
+        With ``narrow=False``, instance consumers that would only read less are left as they
+        are (reading a little more is harmless): a bus whose workers leave as it stops then
+        spends no server call on consumers it is about to delete.
+
+        Returns:
+            True if an instance consumer was left reading more than it needs.
+
         Raises:
             nats.errors.Error: The server refused or did not answer; what was done stays
                 done, and the next call completes the rest.
@@ -138,9 +150,11 @@ class ConsumerSet:
         for worker in set(self._job_loops) - takers:
             if not self._job_loops[worker].paused:
                 await self._job_loops[worker].pause()
-        await self._point(wanted, None if listening is None else frozenset(listening))
+        wider = await self._point(
+            wanted, None if listening is None else frozenset(listening), narrow=narrow
+        )
         if self._paused:
-            return  # a drain takes no job, even for a worker that joins now
+            return wider  # a drain takes no job, even for a worker that joins now
         for worker in takers & set(self._job_loops):
             self._job_loops[worker].resume()
         for worker in takers - set(self._job_loops):
@@ -156,6 +170,7 @@ class ConsumerSet:
                 on_message=partial(self._intake.on_job_request, worker),
                 capacity=partial(self._ledger.room, worker),
             )
+        return wider
 
     async def pause_jobs(self) -> None:
         """Stop taking job requests; controls and replies keep flowing."""
@@ -231,8 +246,14 @@ class ConsumerSet:
         name = layout.instance_consumer(self._instance, lane)
         return instance_consumer_config(name, subjects, self._options)
 
-    async def _point(self, controlled: frozenset[str], listening: frozenset[str] | None) -> None:
-        """Point the instance consumers at these workers' controls and targets' lifecycle."""
+    async def _point(
+        self, controlled: frozenset[str], listening: frozenset[str] | None, *, narrow: bool
+    ) -> bool:
+        """Point the instance consumers at these workers' controls and targets' lifecycle.
+
+        Returns True if one was left wider than that (``narrow=False``).
+        """
+        wider = False
         for lane in _LANES:
             current = self._configs[lane]
             config = dataclasses.replace(
@@ -243,6 +264,11 @@ class ConsumerSet:
             )
             if config.filter_subjects == current.filter_subjects:
                 continue
+            if not narrow and set(config.filter_subjects or ()) <= set(
+                current.filter_subjects or ()
+            ):
+                wider = True
+                continue
             # add_consumer on an existing name updates it: the subjects change in place, and
             # what it already delivered stays delivered (a consumer that delivers only new
             # messages never goes back for older ones on a subject it starts reading).
@@ -250,6 +276,7 @@ class ConsumerSet:
             self._configs[lane] = config
             if lane is Lane.SYSTEM:
                 self._controlled = controlled
+        return wider
 
     async def _ensure_instance_consumer(self, lane: Lane) -> None:
         """Make the instance consumer of ``lane`` again if the server lost it (a restart).

@@ -31,6 +31,11 @@ logger = logging.getLogger("natsbus.bus.nats")
 _LANES: Final[tuple[Lane, Lane]] = (Lane.SYSTEM, Lane.DATA)
 _RETRY_INTERVAL: Final = 1.0
 """Seconds between two attempts to update the subscriptions when the server refused."""
+_NARROW_DELAY: Final = 1.0
+"""Seconds a consumer keeps reading for workers that left before it is told to read less:
+the workers of a bus that is stopping leave one by one, and the consumers are deleted a
+moment later anyway (narrowing them first cost the server an update each, which made
+stopping a thousand sessions at once take tens of seconds)."""
 
 
 class Interest:
@@ -66,6 +71,7 @@ class Interest:
         self._subscriptions: dict[str, tuple[Client, Subscription]] = {}
         self._lock = asyncio.Lock()
         self._retry: asyncio.Task[None] | None = None
+        self._narrowing: asyncio.Task[None] | None = None
         self._open = False
 
     async def open(self, clients: Mapping[Lane, Client]) -> None:
@@ -78,8 +84,11 @@ class Interest:
         self._open = True
         await self.sync()
 
-    async def sync(self) -> None:
+    async def sync(self, *, narrow: bool = True) -> None:
         """Listen for exactly what the subscribers want now.
+
+        With ``narrow=False``, consumers that would only read less are narrowed a moment
+        later (:data:`_NARROW_DELAY`), unless the bus closes first.
 
         Raises:
             nats.errors.Error: The server refused or did not answer; what was done stays
@@ -97,9 +106,13 @@ class Interest:
                         client,
                         await subscribe_direct(client, subject, self._on_message),
                     )
-            await self._jobs.sync(*self.job_workers(), targets)
+            wider = await self._jobs.sync(*self.job_workers(), targets, narrow=narrow)
             for client in self._clients.values():
                 await client.flush()
+        if wider and (self._narrowing is None or self._narrowing.done()):
+            self._narrowing = asyncio.create_task(
+                self._narrow_later(), name=f"natsbus-narrow[{self._name}]"
+            )
 
     async def refresh(self) -> None:
         """Like :meth:`sync`, but never raises nor waits for a server that is away.
@@ -115,11 +128,22 @@ class Interest:
             self._retry_soon()
             return
         try:
-            await self.sync()
+            await self.sync(narrow=False)
         except Exception as error:
             logger.warning(
                 "%s could not update its subscriptions (%s); retrying", self._name, error
             )
+            self._retry_soon()
+
+    async def _narrow_later(self) -> None:
+        """Have every consumer read exactly what is wanted, in a moment (never raises)."""
+        await asyncio.sleep(_NARROW_DELAY)
+        if not self._open:
+            return
+        try:
+            await self.sync()
+        except Exception:
+            logger.debug("%s: consumers not narrowed yet", self._name, exc_info=True)
             self._retry_soon()
 
     def _retry_soon(self) -> None:
@@ -151,8 +175,7 @@ class Interest:
     async def close(self) -> None:
         """Stop retrying and drop the core subscriptions (the job channel closes itself)."""
         self._open = False
-        if self._retry is not None:
-            await cancel_and_wait((self._retry,))
+        await cancel_and_wait(tuple(t for t in (self._retry, self._narrowing) if t is not None))
         for client, subscription in self._subscriptions.values():
             await unsubscribe_direct(client, subscription)
         self._subscriptions.clear()

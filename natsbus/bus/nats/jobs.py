@@ -231,11 +231,21 @@ class JobChannel:
             await self._consumers.pause_jobs()
 
     async def sync(
-        self, workers: Iterable[str], taking: Iterable[str], listening: Iterable[str] | None
-    ) -> None:
-        """Read ``workers``' controls and ``listening``'s lifecycle; take ``taking``'s jobs."""
-        if self._consumers is not None:
-            await self._consumers.sync(workers, taking, listening)
+        self,
+        workers: Iterable[str],
+        taking: Iterable[str],
+        listening: Iterable[str] | None,
+        *,
+        narrow: bool = True,
+    ) -> bool:
+        """Read ``workers``' controls and ``listening``'s lifecycle; take ``taking``'s jobs.
+
+        Returns True if a consumer was left reading more than that (``narrow=False``: see
+        ``ConsumerSet.sync``).
+        """
+        if self._consumers is None:
+            return False
+        return await self._consumers.sync(workers, taking, listening, narrow=narrow)
 
     def missing(self, workers: Iterable[str], taking: Iterable[str]) -> set[str]:
         """The workers whose consumers are not in place (for readiness)."""
