@@ -9,6 +9,10 @@ workers and job requests (waiting, running, given up) as JetStream holds them (s
 ``natsbus permissions --channel C --name N --role R`` prints the least NATS permissions of
 a bus in that role (see :mod:`natsbus.access`).
 
+``natsbus serve module:make_session --group G --slots N`` hosts a group's sessions (see
+:mod:`natsbus.sessions`); ``natsbus run ... --service`` hosts a service worker that only its
+deployment ends (SIGTERM, or ``--end-from`` names).
+
 ``natsbus run module:WorkerClass`` hosts one worker in a :class:`~natsbus.workers.WorkerRunner`
 until it ends: on NATS with ``--nats-url`` (the container entrypoint of a deployment), or on
 the in-process bus without it. SIGTERM drains (running jobs finish within ``--grace-period``)
@@ -23,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import os
 import sys
@@ -34,11 +37,12 @@ from typing import Final
 from natsbus import __version__
 from natsbus._cli_nats import add_nats_arguments, nats_options
 from natsbus._cli_ops import add_ops_commands, run_ops
+from natsbus._cli_serve import add_serve_command, import_target, serve, start_endpoint
 from natsbus._cli_top import add_top_command, run_top
 from natsbus._redact import redact_url
 from natsbus.bus import AsyncQueueBus, WorkerBus
 from natsbus.errors import BusPermissionError, BusUnavailableError
-from natsbus.observability import BusMetrics, BusTracing, Health, ObservabilityServer
+from natsbus.observability import BusMetrics, BusTracing, Health
 from natsbus.workers import BaseWorker, WorkerRunner
 
 __all__ = ["load_worker", "main"]
@@ -67,17 +71,7 @@ def load_worker(target: str, name: str | None) -> BaseWorker:
         ValueError: ``target`` is not ``module:attribute``, or it does not make a worker.
         ImportError: The module cannot be imported.
     """
-    module_name, sep, attribute = target.partition(":")
-    if not sep or not module_name or not attribute:
-        raise ValueError(f"expected module:WorkerClass, got {target!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    module = importlib.import_module(module_name)
-    factory = module
-    for part in attribute.split("."):
-        factory = getattr(factory, part)
-    if not callable(factory):
-        raise ValueError(f"{target!r} is not a worker class or factory")
+    factory = import_target(target, "WorkerClass")
     worker = factory(name=name) if name is not None else factory()
     if not isinstance(worker, BaseWorker):
         raise ValueError(f"{target!r} made {worker!r}, not a BaseWorker")
@@ -108,18 +102,23 @@ async def _serve(args: argparse.Namespace) -> int:
 
         provider = configure_tracing(args.otel, service_name=f"natsbus-{worker.name}")
     metrics = BusMetrics() if args.metrics else None
-    runner = WorkerRunner(
-        bus=_make_bus(args, metrics), name=args.runner_name, grace_period=args.grace_period
-    )
+    if args.service:
+        from natsbus.sessions.services import ServiceRunner  # noqa: PLC0415
+
+        runner: WorkerRunner = ServiceRunner(
+            bus=_make_bus(args, metrics),
+            name=args.runner_name,
+            grace_period=args.grace_period,
+            end_from=args.end_from,
+        )
+    else:
+        runner = WorkerRunner(
+            bus=_make_bus(args, metrics), name=args.runner_name, grace_period=args.grace_period
+        )
     await runner.add_workers(worker)
     health = Health()
     health.add_runner(runner)
-    server = None
-    if args.http_port is not None:
-        server = ObservabilityServer(
-            host=args.http_host, port=args.http_port, metrics=metrics, health=health
-        )
-        await server.start()
+    server = await start_endpoint(args, metrics, health)
     where = (
         f"NATS {', '.join(redact_url(url) for url in args.nats_url)} channel {args.channel!r}"
         if args.nats_url
@@ -212,38 +211,56 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long running jobs may finish after SIGTERM (default: 30)",
     )
-    run.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     run.add_argument(
-        "--debug", action="store_true", help="print the whole traceback of a failure to start"
+        "--service",
+        action="store_true",
+        help="a service worker shared by sessions: only SIGTERM or --end-from names end it",
     )
     run.add_argument(
+        "--end-from",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with --service: a name whose end/cancel ends the worker (repeat)",
+    )
+    _add_common(run)
+    add_serve_command(commands, _add_common)
+    return parser
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    """The logging, HTTP endpoint, metrics and tracing options of ``run`` and ``serve``."""
+    parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    parser.add_argument(
+        "--debug", action="store_true", help="print the whole traceback of a failure to start"
+    )
+    parser.add_argument(
         "--http-port",
         type=int,
         metavar="PORT",
         help="serve /metrics, /healthz and /readyz on this port (default: no endpoint)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--http-host", default="0.0.0.0", help="address of the endpoint (default: 0.0.0.0)"
     )
-    run.add_argument(
+    parser.add_argument(
         "--metrics",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="count Prometheus metrics in the default registry (default: on)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--tracing",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="make spans and pass W3C trace context on (default: on; a no-op without --otel)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--otel",
         choices=("none", "console", "otlp"),
         default="none",
         help="export spans with the OpenTelemetry SDK: console, or OTLP/HTTP (default: none)",
     )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -289,6 +306,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return asyncio.run(run_top(args))
         except KeyboardInterrupt:  # how a live view is meant to end
             return 0
+    if args.command == "serve":
+        return asyncio.run(serve(args))
     return asyncio.run(_serve(args))
 
 

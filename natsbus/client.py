@@ -13,12 +13,14 @@ Underneath, a client hosts one worker of its own (named ``client-<random>`` unle
 name) on a runner of its own: the jobs it asks for come back to it, and it learns from the
 registry which workers are ready. It runs no job (``runs_jobs = False``: no job consumer, and
 its NATS user needs only the ``requester`` permissions) and ends nobody: closing it ends its
-own worker only, with messages that never leave the process.
+own worker only, with messages that never leave the process. Nor does an end or cancel sent
+on its channel by anyone else stop it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from natsbus.bus import WorkerBus
 from natsbus.messages import BusMessage, Payload
+from natsbus.sessions.services import ServiceRunner
 from natsbus.workers import (
     BaseWorker,
     JobGroupHandle,
@@ -37,6 +40,8 @@ from natsbus.workers import (
 
 if TYPE_CHECKING:
     from natsbus.bus.nats import JetStreamOptions, NatsConnectOptions
+    from natsbus.sessions.connections import SharedConnections
+    from natsbus.sessions.handle import SessionHandle
 
 __all__ = ["BusClient", "connect"]
 
@@ -76,13 +81,23 @@ class BusClient:
         ready_timeout: Seconds a job waits for a worker the registry does not know before
             :class:`~natsbus.workers.WorkerNotFoundError`; None waits for ever. A job's own
             ``JobParams.ready_timeout`` overrides it.
+        sessions: The connections the client's sessions' channels are talked on
+            (:meth:`start_session`); :func:`connect` gives one. The client closes it.
     """
 
     def __init__(
-        self, bus: WorkerBus, *, name: str | None = None, ready_timeout: float | None = 30.0
+        self,
+        bus: WorkerBus,
+        *,
+        name: str | None = None,
+        ready_timeout: float | None = 30.0,
+        sessions: SharedConnections | None = None,
     ) -> None:
+        self._sessions = sessions
         self._worker = _ClientWorker(name or f"client-{secrets.token_hex(4)}")
-        self._runner = WorkerRunner(bus=bus, handle_signals=False, grace_period=5.0)
+        # Nobody else's end or cancel stops a client: it is not part of the channel's session
+        # (a session's worker may send one on the services channel through it, say).
+        self._runner: WorkerRunner = ServiceRunner(bus=bus, handle_signals=False, grace_period=5.0)
         self._ready_timeout = ready_timeout
         self._task: asyncio.Task[None] | None = None
 
@@ -117,6 +132,8 @@ class BusClient:
         if not task.done():
             await self._runner.end("client closed")
         await task
+        if self._sessions is not None:
+            await self._sessions.close()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -203,6 +220,44 @@ class BusClient:
         """Cancel a job (or group) this client requested; whoever waits on it gets JobError."""
         await self._worker.cancel_job_group(job_id, reason=reason)
 
+    # --- sessions -----------------------------------------------------------------------------
+
+    async def start_session(
+        self,
+        group: str,
+        args: Payload | None = None,
+        *,
+        timeout: float = 30.0,
+        session_id: str | None = None,
+    ) -> SessionHandle:
+        """Ask a group of serving processes (``natsbus serve``) for a session.
+
+        Returns once a process took it and its workers are all ready. The handle has its
+        :attr:`~natsbus.sessions.SessionHandle.channel` and id, sends messages and jobs into
+        it, watches it, ends or cancels it. See ``docs/sessions.md``.
+
+        Args:
+            group: The session group (``natsbus serve --group``).
+            args: What the group's ``make_session(args)`` gets.
+            timeout: Seconds to wait for a process with a free slot and its workers ready.
+            session_id: The session's id (default: random).
+
+        Raises:
+            SessionStartTimeoutError: Not started within ``timeout`` (the request is
+                cancelled).
+            SessionStartError: The process refused it (bad args, a factory that raised).
+            SessionFailedError: Its process was lost while starting it.
+            RuntimeError: The client was not made by :func:`connect` (no NATS connections
+                for session channels).
+        """
+        from natsbus.sessions.handle import start_session  # noqa: PLC0415  (imports workers)
+
+        if self._sessions is None:
+            raise RuntimeError("start_session needs a client made by natsbus.connect()")
+        return await start_session(
+            self, self._sessions, group, args, session_id=session_id, timeout=timeout
+        )
+
     # --- messages -----------------------------------------------------------------------------
 
     async def publish(self, message: BusMessage) -> None:
@@ -261,7 +316,8 @@ def connect(
         ready_timeout: See :class:`BusClient`.
         **bus_options: Further ``NatsBus`` arguments (``prefix``, ``metrics``...).
     """
-    from natsbus.bus.nats import NatsBus  # noqa: PLC0415  (nats-py only when connecting)
+    from natsbus.bus.nats import NatsBus, NatsConnectOptions  # noqa: PLC0415  (nats-py only when connecting)
+    from natsbus.sessions.connections import SharedConnections  # noqa: PLC0415
 
     bus = NatsBus(
         servers=servers,
@@ -271,4 +327,12 @@ def connect(
         name=name,
         **bus_options,
     )
-    return BusClient(bus, name=name, ready_timeout=ready_timeout)
+    # Sessions' channels share one more connection pair, opened on the first session.
+    options = connect_options or NatsConnectOptions()
+    if servers:
+        options = dataclasses.replace(
+            options, servers=(servers,) if isinstance(servers, str) else tuple(servers)
+        )
+    # Their pulls come to the inboxes of the client's own channel (what its permissions allow).
+    sessions = SharedConnections(dataclasses.replace(options, inbox_prefix=bus.layout.inbox_prefix))
+    return BusClient(bus, name=name, ready_timeout=ready_timeout, sessions=sessions)

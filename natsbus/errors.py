@@ -19,8 +19,15 @@ know natsbus. The hierarchy::
     ├── BusClosedError (RuntimeError)   the bus was stopped by its owner ("closed by us")
     ├── BusUnavailableError (ConnectionError)  the network broke it: the server is away and
     │                                   nothing more can be buffered ("broken by the peer")
-    └── BusPermissionError (PermissionError)  the server refused an operation the bus needs
-                                        (its NATS user lacks a permission)
+    ├── BusPermissionError (PermissionError)  the server refused an operation the bus needs
+    │                                   (its NATS user lacks a permission)
+    ├── UnknownChannelError (LookupError)  a job asked on a channel the runner is not joined to
+    └── SessionError                    a session (``natsbus serve``) did not start or run
+        ├── SessionStartError               refused: bad arguments, a factory that raised,
+        │   │                               workers that were not ready in time
+        │   └── SessionStartTimeoutError (TimeoutError)  no serving process took it in time
+        └── SessionFailedError              its serving process went away (or stopped
+                                            answering) while it ran
 """
 
 from __future__ import annotations
@@ -38,6 +45,11 @@ __all__ = [
     "NatsBusError",
     "PayloadTooDeepError",
     "RegistrationError",
+    "SessionError",
+    "SessionFailedError",
+    "SessionStartError",
+    "SessionStartTimeoutError",
+    "UnknownChannelError",
     "UnknownMessageTypeError",
     "UnsupportedValueError",
 ]
@@ -143,3 +155,39 @@ class BusPermissionError(NatsBusError, PermissionError):
         )
         self.operation = operation
         self.subject = subject
+
+
+class UnknownChannelError(NatsBusError, LookupError):
+    """``job(..., channel=C)`` named a channel its runner has no client for.
+
+    Attributes:
+        channel: The channel asked for.
+    """
+
+    def __init__(self, channel: str, known: list[str]) -> None:
+        super().__init__(f"no client for channel {channel!r} on this runner (has {known!r})")
+        self.channel = channel
+
+
+class SessionError(NatsBusError):
+    """A session did not start, or did not run to its end.
+
+    Attributes:
+        session_id: The session's id.
+    """
+
+    def __init__(self, message: str, *, session_id: str) -> None:
+        super().__init__(message)
+        self.session_id = session_id
+
+
+class SessionStartError(SessionError):
+    """The serving process refused the session or could not start it (see the message)."""
+
+
+class SessionStartTimeoutError(SessionStartError, TimeoutError):
+    """No serving process started the session within the requester's timeout."""
+
+
+class SessionFailedError(SessionError):
+    """The session's serving process died or stopped answering while the session ran."""

@@ -30,6 +30,7 @@ from natsbus.workers.types import JobGroupParams, JobGroupResult, JobParams
 if TYPE_CHECKING:
     from natsbus.workers.executor import JobExecutor
     from natsbus.workers.requests import JobGroup, JobTracker
+    from natsbus.workers.runner import WorkerRunner
 
 __all__ = ["JobMethods"]
 
@@ -75,6 +76,10 @@ class JobMethods:
         _executor: JobExecutor
         _tracker: JobTracker
 
+        @property
+        def worker_runner(self) -> WorkerRunner:  # noqa: D102
+            ...
+
     # --- requesting -------------------------------------------------------------------------
 
     async def request_job(
@@ -114,6 +119,7 @@ class JobMethods:
         name: str | None = None,
         payload: Payload | None = None,
         timeout: float | None = None,
+        channel: str | None = None,
     ) -> JobHandle:
         """Run a job on one worker as an ``async with`` block.
 
@@ -130,10 +136,20 @@ class JobMethods:
             name: The job name.
             payload: Structured data describing the work.
             timeout: Seconds before the job is cancelled and ``JobTimeoutError`` raised.
+            channel: Ask a worker of another channel (a shared service, say), through the
+                client the runner has for it (``WorkerRunner.add_channel``); the answers
+                come back to that client's bus instance, and priority holds as on this one.
 
         Returns:
             The handle to enter with ``async with``.
+
+        Raises:
+            UnknownChannelError: The runner has no client for ``channel``.
         """
+        if channel is not None:
+            return self.worker_runner.channel(channel).job(
+                worker_name, name=name, payload=payload, timeout=timeout, params=params
+            )
         merged = _group_params(params, name, payload, timeout)
         return JobHandle(self._tracker, self.name, (worker_name,), merged, single=True)
 

@@ -7,10 +7,11 @@ import enum
 import logging
 import secrets
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from natsbus._events import EventHandlers
 from natsbus.bus import AsyncQueueBus, BusState, BusSubscriber, WorkerBus
+from natsbus.errors import UnknownChannelError
 from natsbus.messages import (
     BusAddWorkerMessage,
     BusCancelMessage,
@@ -30,9 +31,29 @@ from natsbus.workers.signals import SignalHandlers
 from natsbus.workers.types import WorkerReadyData
 from natsbus.workers.worker import BaseWorker
 
-__all__ = ["PipelineRunner", "RunnerState", "WorkerRunner"]
+if TYPE_CHECKING:
+    from natsbus.workers.handles import JobHandle
+    from natsbus.workers.types import JobParams
+
+__all__ = ["ChannelClient", "PipelineRunner", "RunnerState", "WorkerRunner"]
 
 logger = logging.getLogger(__name__)
+
+
+class ChannelClient(Protocol):
+    """What a runner's workers ask another channel through (a :class:`natsbus.BusClient`)."""
+
+    def job(
+        self,
+        worker: str,
+        *,
+        name: str | None = None,
+        payload: Any = None,
+        timeout: float | None = None,
+        params: JobParams | None = None,
+    ) -> JobHandle:
+        """A job on ``worker`` of that channel, as an ``async with`` block."""
+        ...
 
 
 class RunnerState(enum.Enum):
@@ -117,6 +138,7 @@ class WorkerRunner(EventHandlers, BusSubscriber):
         self._cancelled = asyncio.Event()
         self._all_ended = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
+        self._channels: dict[str, ChannelClient] = {}
 
     def __repr__(self) -> str:
         return f"<WorkerRunner {self._name!r} {self._state.value}>"
@@ -172,6 +194,37 @@ class WorkerRunner(EventHandlers, BusSubscriber):
     def grace_period(self) -> float:
         """Seconds running jobs get to finish on a graceful end."""
         return self._grace_period
+
+    def add_channel(self, channel: str, client: ChannelClient) -> None:
+        """Let the workers ask jobs on another channel: ``self.job(w, ..., channel=channel)``.
+
+        The answers come back to ``client`` (its bus instance), which hands them to the
+        worker that asked; the runner does not own the client (its owner closes it).
+
+        Args:
+            channel: The name workers give as ``channel=``.
+            client: The client on that channel.
+        """
+        self._channels[channel] = client
+
+    def channel(self, channel: str) -> ChannelClient:
+        """The client workers ask ``channel`` through.
+
+        Raises:
+            UnknownChannelError: No client was added for it (:meth:`add_channel`).
+        """
+        client = self._channels.get(channel)
+        if client is None:
+            raise UnknownChannelError(channel, sorted(self._channels))
+        return client
+
+    def admits_end(self, message: BusMessage) -> bool:
+        """Whether an end or cancel message may stop this runner's workers (all may, here).
+
+        A service runner (:class:`natsbus.sessions.ServiceRunner`) admits only its own
+        deployment's.
+        """
+        return True
 
     def get_worker(self, name: str) -> BaseWorker | None:
         """Return the worker of that name hosted here, or None."""
@@ -292,6 +345,8 @@ class WorkerRunner(EventHandlers, BusSubscriber):
 
     async def on_bus_message(self, message: BusMessage) -> None:
         """Handle the runner's messages: end, cancel, add-worker, ready and registry."""
+        if isinstance(message, (BusEndMessage, BusCancelMessage)) and not self.admits_end(message):
+            return
         if isinstance(message, BusEndMessage):
             await self.end(message.reason)
         elif isinstance(message, BusCancelMessage):

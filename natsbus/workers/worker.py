@@ -465,12 +465,16 @@ class BaseWorker(WorkerActions, JobMethods, PipecatState, EventHandlers, BusSubs
 
     async def _handle_worker_end(self, message: BusEndWorkerMessage) -> None:
         """End gracefully; returns once the children have ended (as pipecat's does)."""
+        if self._runner is not None and not self._runner.admits_end(message):
+            return
         self._lifecycle.begin_stop(graceful=True, reason=message.reason)
         await self._lifecycle.end_children(message.reason)
         await self._lifecycle.wait_children()
 
     async def _handle_worker_cancel(self, message: BusCancelWorkerMessage) -> None:
         """Cancel at once; the children are told before this returns."""
+        if self._runner is not None and not self._runner.admits_end(message):
+            return
         self._lifecycle.begin_stop(graceful=False, reason=message.reason)
         await self._lifecycle.cancel_children(message.reason)
 
