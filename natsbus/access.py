@@ -34,7 +34,14 @@ from typing import Final
 from natsbus.bus.nats.layout import DEFAULT_PREFIX, SubjectLayout
 from natsbus.bus.nats.subjects import encode_token
 
-__all__ = ["BusRole", "PermissionSet", "inbox_prefix", "permissions"]
+__all__ = [
+    "BusRole",
+    "PermissionSet",
+    "inbox_prefix",
+    "permissions",
+    "serve_permissions",
+    "session_requester_permissions",
+]
 
 JS_API: Final = "$JS.API"
 _LANES: Final = ("sys", "data")
@@ -51,6 +58,8 @@ class BusRole(enum.Enum):
     """A worker that may also create and update the deployment's streams (``natsbus run``)."""
     OBSERVER = "observer"
     """Reads every core and lifecycle message of the channel and sends nothing."""
+    SERVE = "serve"
+    """A serving process (``natsbus serve``): see :func:`serve_permissions`."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +134,8 @@ def permissions(
         ValueError: No name for a role that sends, or an unknown role.
     """
     role = BusRole(role)
+    if role is BusRole.SERVE:
+        raise ValueError("the serve role's set is serve_permissions(group=..., names=...)")
     hosted = sorted(set(names))
     if role is not BusRole.OBSERVER and not hosted:
         raise ValueError(f"a {role.value} sends as at least one name: give --name")
@@ -187,3 +198,108 @@ def permissions(
                 ]
             )
     return PermissionSet(tuple(publish), tuple(subscribe), layout.inbox_prefix)
+
+
+_SESSION_PLACEHOLDER: Final = "natsbus-session-channel"
+
+
+def _on_any_channel(
+    names: list[str], role: BusRole, prefix: str, stream: str
+) -> tuple[list[str], list[str]]:
+    """A role's publish and subscribe subjects on every channel, inboxes left out.
+
+    Session channels are made per session, and a NATS wildcard cannot pin a token's prefix.
+    """
+    placeholder = permissions(
+        channel=_SESSION_PLACEHOLDER, names=names, role=role, prefix=prefix, stream=stream
+    )
+    layout = SubjectLayout(_SESSION_PLACEHOLDER, prefix, stream)
+    replaced = {f"{layout.root}.": f"{prefix}.*."}
+    replaced |= {layout.job_consumer(name): "*" for name in names}
+
+    def anywhere(subject: str) -> str:
+        for old, new in replaced.items():
+            subject = subject.replace(old, new)
+        return subject
+
+    return (
+        [anywhere(s) for s in placeholder.publish],
+        [anywhere(s) for s in placeholder.subscribe if not s.startswith("_INBOX.")],
+    )
+
+
+def _union(base: PermissionSet, *parts: tuple[list[str], list[str]]) -> PermissionSet:
+    publish, subscribe = list(base.publish), list(base.subscribe)
+    for more_publish, more_subscribe in parts:
+        publish += more_publish
+        subscribe += more_subscribe
+    # In order, each once.
+    return PermissionSet(
+        tuple(dict.fromkeys(publish)), tuple(dict.fromkeys(subscribe)), base.inbox_prefix
+    )
+
+
+def serve_permissions(
+    *,
+    channel: str,
+    group: str,
+    names: Iterable[str],
+    services_channel: str | None = "services",
+    prefix: str = DEFAULT_PREFIX,
+    stream: str = "NATSBUS_JOBS",
+) -> PermissionSet:
+    """The least permissions of a serving process of ``group`` (``natsbus serve``).
+
+    The union of: a runner hosting ``group`` on the deployment's ``channel`` (it takes the
+    session requests); a worker hosting ``names`` (the session factory's workers) on **any**
+    channel, since session channels are made per session; deleting its sessions' request
+    consumers at their end; and a requester ``sessions-<group>``
+    on ``services_channel``. The sessions' buses share the process's connections, whose
+    inboxes are those of ``channel``.
+
+    What it cannot pin: which session channel a process writes to. Groups that must not
+    reach each other's sessions belong in different accounts or deployments (their own
+    ``prefix``).
+
+    Raises:
+        ValueError: No session worker name.
+    """
+    hosted = sorted(set(names))
+    if not hosted:
+        raise ValueError("a serving process hosts at least one session worker: give --name")
+    deployment = permissions(
+        channel=channel, names=[group], role=BusRole.RUNNER, prefix=prefix, stream=stream
+    )
+    layout = SubjectLayout(channel, prefix, stream)
+    cleanup = [f"{JS_API}.CONSUMER.DELETE.{layout.request_stream}.*"]
+    parts = [_on_any_channel(hosted, BusRole.WORKER, prefix, stream), (cleanup, [])]
+    if services_channel is not None:
+        services = permissions(
+            channel=services_channel,
+            names=[f"sessions-{group}"],
+            role=BusRole.REQUESTER,
+            prefix=prefix,
+            stream=stream,
+        )
+        subscribe = [s for s in services.subscribe if not s.startswith("_INBOX.")]
+        parts.append((list(services.publish), subscribe))
+    return _union(deployment, *parts)
+
+
+def session_requester_permissions(
+    *,
+    channel: str,
+    names: Iterable[str],
+    prefix: str = DEFAULT_PREFIX,
+    stream: str = "NATSBUS_JOBS",
+) -> PermissionSet:
+    """A requester of ``channel`` that also starts sessions and talks in them (a client).
+
+    Its own channel's requester set, plus a requester's on any channel (where its sessions
+    are); the sessions' pulls come to its own channel's inboxes.
+    """
+    hosted = sorted(set(names))
+    base = permissions(
+        channel=channel, names=hosted, role=BusRole.REQUESTER, prefix=prefix, stream=stream
+    )
+    return _union(base, _on_any_channel(hosted, BusRole.REQUESTER, prefix, stream))

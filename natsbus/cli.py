@@ -139,13 +139,27 @@ async def _serve(args: argparse.Namespace) -> int:
 def _print_permissions(args: argparse.Namespace) -> int:
     from natsbus.access import permissions  # noqa: PLC0415  (loads the NATS layout)
 
-    found = permissions(
-        channel=args.channel,
-        names=args.name,
-        role=args.role,
-        prefix=args.prefix,
-        stream=args.stream,
-    )
+    if args.role == "serve":
+        from natsbus.access import serve_permissions  # noqa: PLC0415
+
+        if not args.group:
+            raise ValueError("--role serve needs --group (and --name for each session worker)")
+        found = serve_permissions(
+            channel=args.channel,
+            group=args.group,
+            names=args.name,
+            services_channel=args.services_channel or None,
+            prefix=args.prefix,
+            stream=args.stream,
+        )
+    else:
+        found = permissions(
+            channel=args.channel,
+            names=args.name,
+            role=args.role,
+            prefix=args.prefix,
+            stream=args.stream,
+        )
     if args.json:
         print(found.to_json())
     else:
@@ -179,10 +193,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     access.add_argument(
         "--role",
-        choices=("worker", "requester", "runner", "observer"),
+        choices=("worker", "requester", "runner", "observer", "serve"),
         default="worker",
         help="what the bus does: run jobs, request them only, also make the streams"
-        " (natsbus run), or only read (default: worker)",
+        " (natsbus run), only read, or serve a session group (natsbus serve: --group, and"
+        " --name for each session worker) (default: worker)",
+    )
+    access.add_argument("--group", help="with --role serve: the session group")
+    access.add_argument(
+        "--services-channel",
+        default="services",
+        help="with --role serve: the services channel ('' for none; default: services)",
     )
     access.add_argument("--prefix", default="natsbus", help="subject prefix (default: natsbus)")
     access.add_argument(

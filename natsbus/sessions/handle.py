@@ -151,7 +151,7 @@ class SessionHandle:
             kind = data.get("event")
             if kind == Event.TAKEN:
                 self.host = str(data.get("host", ""))
-                silence = _silence(None)
+                silence = _silence(data.get("heartbeat"))
                 if self._restarting:
                     self._restarting = False
                     self.restarts += 1

@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from natsbus.bus.nats.options import JetStreamOptions
 from natsbus.errors import SessionStartError
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["SessionFactory", "SessionHost"]
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 SessionFactory: TypeAlias = Callable[
     [Payload], "BaseWorker | Iterable[BaseWorker] | Awaitable[BaseWorker | Iterable[BaseWorker]]"
@@ -144,7 +146,10 @@ class SessionHost(BaseWorker):
 
     async def _run(self, message: BusJobRequestMessage, session_id: str, args: Payload) -> Payload:
         job_id = message.job_id
-        await self.send_job_update(job_id, {"event": Event.TAKEN.value, "host": self._host_id})
+        await self.send_job_update(
+            job_id,
+            {"event": Event.TAKEN.value, "host": self._host_id, "heartbeat": self._heartbeat},
+        )
         session: HostedSession | None = None
         try:
             workers = await _make(self._factory, args, session_id)
@@ -164,7 +169,7 @@ class SessionHost(BaseWorker):
             )
             self._sessions[session_id] = session
             try:
-                await session.start(self._ready_timeout)
+                await self._beating(job_id, session.start(self._ready_timeout))
             except BaseException:
                 await asyncio.shield(session.abandon())
                 raise
@@ -184,24 +189,26 @@ class SessionHost(BaseWorker):
         self._ended(outcome)
         return {"outcome": outcome.value, "reason": reason}
 
-    async def _hold(self, job_id: str, session: HostedSession) -> tuple[Outcome, str | None]:
-        """Send heartbeats until the session ends; its outcome."""
-        finished = asyncio.ensure_future(session.finish())
+    async def _beating(self, job_id: str, work: Awaitable[_T]) -> _T:
+        """Await ``work``, sending the requester a heartbeat every ``heartbeat`` seconds."""
+        task = asyncio.ensure_future(work)
         try:
             while True:
-                done, _ = await asyncio.wait((finished,), timeout=self._heartbeat)
+                done, _ = await asyncio.wait((task,), timeout=self._heartbeat)
                 if done:
-                    return finished.result()
+                    return task.result()
                 try:
                     await self.send_job_update(job_id, {"event": Event.ALIVE.value})
                 except Exception:  # a heartbeat lost is one more missed: the session goes on
-                    logger.debug(
-                        "session %s: heartbeat not sent", session.session_id, exc_info=True
-                    )
+                    logger.debug("job %s: heartbeat not sent", job_id, exc_info=True)
         except asyncio.CancelledError:
-            await asyncio.shield(session.cancel("the serving process cancelled the session"))
-            await asyncio.shield(finished)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
             raise
+
+    async def _hold(self, job_id: str, session: HostedSession) -> tuple[Outcome, str | None]:
+        """Send heartbeats until the session ends; its outcome (cancelled with this task)."""
+        return await self._beating(job_id, session.finish())
 
     def _ready(self, session: HostedSession) -> Payload:
         return {

@@ -8,7 +8,7 @@ runs as long as the session: its updates report it taken, ready, and alive (a he
 its response its outcome::
 
     request  {"session_id": id, "args": {...}}
-    update   {"event": "taken", "host": H}
+    update   {"event": "taken", "host": H, "heartbeat": seconds}
     update   {"event": "ready", "host": H, "channel": C, "workers": [...],
               "heartbeat": seconds, "restart": bool}
     update   {"event": "alive"}                      every ``heartbeat`` seconds
@@ -35,7 +35,7 @@ SESSION_JOB: Final = "session"
 DEFAULT_HEARTBEAT: Final = 1.0
 """Seconds between a running session's heartbeats."""
 
-MISSED_HEARTBEATS: Final = 4
+MISSED_HEARTBEATS: Final = 5
 """Heartbeats a requester misses before it reports the session failed."""
 
 RESTART_WAIT: Final = 90.0

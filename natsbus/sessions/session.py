@@ -4,7 +4,7 @@ A :class:`HostedSession` is owned by the :class:`~natsbus.sessions.host.SessionH
 its request; it owns the session's runner (and through it the bus and the workers). When the
 session ends, :meth:`HostedSession.release` deletes what the server still holds for its
 channel: the job request consumers its bus made (durable, and shared in a long-lived channel,
-but nobody else's in a session's) and the messages stored under the channel's subjects.
+but nobody else's in a session's).
 """
 
 from __future__ import annotations
@@ -164,12 +164,13 @@ class HostedSession:
             await self._stop_now("the session did not start")
 
     async def release(self, jetstream: JetStreamContext) -> None:
-        """Delete what the server holds for the session's channel (after the bus stopped).
+        """Delete the consumers the server still holds for the session (after its bus stopped).
 
-        Its job request consumers (one per worker that ran jobs) and the messages stored under
-        its subjects: nobody reads them once the session is over. Instance consumers and core
-        subscriptions went with the bus. Failures are logged: the consumers' inactive
-        threshold and the streams' ``max_age`` clean up what could not be deleted now.
+        Its job request consumers, one per worker that took jobs: durable, and nobody's once
+        the session is over. Instance consumers and core subscriptions went with the bus.
+        Messages stored under its subjects are left to the streams' ``max_age`` (purging
+        them would need a permission to purge every channel's). A failure is logged: the
+        consumers' inactive threshold removes what could not be deleted now.
         """
         layout = self._bus.layout
         for worker in sorted(_names(self._workers)):
@@ -177,8 +178,3 @@ class HostedSession:
                 await jetstream.delete_consumer(layout.request_stream, layout.job_consumer(worker))
             except Exception as error:  # most workers made none: not found
                 logger.debug("session %s: consumer of %r: %s", self.session_id, worker, error)
-        for stream in (layout.stream, layout.request_stream):
-            try:
-                await jetstream.purge_stream(stream, subject=f"{layout.root}.>")
-            except Exception:
-                logger.warning("session %s: could not purge %s", self.session_id, stream)
