@@ -103,7 +103,7 @@ async def _serve(args: argparse.Namespace) -> int:
         provider = configure_tracing(args.otel, service_name=f"natsbus-{worker.name}")
     metrics = BusMetrics() if args.metrics else None
     if args.service:
-        from natsbus.sessions.services import ServiceRunner  # noqa: PLC0415
+        from natsbus.workers.service import ServiceRunner  # noqa: PLC0415
 
         runner: WorkerRunner = ServiceRunner(
             bus=_make_bus(args, metrics),

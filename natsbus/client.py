@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from natsbus.bus import WorkerBus
 from natsbus.messages import BusMessage, Payload
-from natsbus.sessions.services import ServiceRunner
+from natsbus.workers.service import ServiceRunner
 from natsbus.workers import (
     BaseWorker,
     JobGroupHandle,

@@ -15,7 +15,7 @@ from natsbus.sessions.host import SessionFactory, SessionHost
 from natsbus.sessions.metrics import SESSION_METRIC_NAMES, SessionMetrics
 from natsbus.sessions.protocol import Outcome, session_channel
 from natsbus.sessions.serve import ServeOptions, SessionServer
-from natsbus.sessions.services import ServiceRunner
+from natsbus.workers.service import ServiceRunner
 
 __all__ = [
     "SESSION_METRIC_NAMES",

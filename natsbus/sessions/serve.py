@@ -1,7 +1,7 @@
 """A serving process: ``natsbus serve app:make_session --group voice --slots 8``.
 
 It hosts one :class:`~natsbus.sessions.host.SessionHost` (named after the group) on the
-deployment's channel, in a :class:`~natsbus.sessions.services.ServiceRunner` (so an end sent
+deployment's channel, in a :class:`~natsbus.workers.service.ServiceRunner` (so an end sent
 on that channel by a session or a client does not stop it), plus a client of the services
 channel that the sessions' workers ask through (``self.job("tts", ..., channel="services")``).
 
@@ -23,7 +23,7 @@ from natsbus.bus.nats.options import JetStreamOptions, NatsConnectOptions
 from natsbus.sessions.connections import SharedConnections, channel_bus
 from natsbus.sessions.host import SessionFactory, SessionHost
 from natsbus.sessions.protocol import DEFAULT_HEARTBEAT
-from natsbus.sessions.services import ServiceRunner
+from natsbus.workers.service import ServiceRunner
 from natsbus.tasks import cancel_and_wait
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from natsbus.messages import BusLocalMessage, BusMessage
-from natsbus.workers import WorkerRunner
+from natsbus.workers.runner import WorkerRunner
 
 __all__ = ["ServiceRunner"]
 
