@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any, Self
 
 from natsbus.bus import WorkerBus
 from natsbus.messages import BusMessage, Payload
-from natsbus.workers.service import ServiceRunner
 from natsbus.workers import (
     BaseWorker,
     JobGroupHandle,
@@ -37,6 +36,7 @@ from natsbus.workers import (
     JobParams,
     WorkerRunner,
 )
+from natsbus.workers.service import ServiceRunner
 
 if TYPE_CHECKING:
     from natsbus.bus.nats import JetStreamOptions, NatsConnectOptions

@@ -23,8 +23,8 @@ from natsbus.bus.nats.options import JetStreamOptions, NatsConnectOptions
 from natsbus.sessions.connections import SharedConnections, channel_bus
 from natsbus.sessions.host import SessionFactory, SessionHost
 from natsbus.sessions.protocol import DEFAULT_HEARTBEAT
-from natsbus.workers.service import ServiceRunner
 from natsbus.tasks import cancel_and_wait
+from natsbus.workers.service import ServiceRunner
 
 if TYPE_CHECKING:
     from natsbus.bus.base import BusMetricsProvider

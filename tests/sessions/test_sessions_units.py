@@ -7,8 +7,13 @@ from prometheus_client import CollectorRegistry
 
 from natsbus.cli import main
 from natsbus.messages import BusCancelMessage, BusEndMessage, BusEndWorkerLocalMessage
-from natsbus.sessions import SESSION_METRIC_NAMES, Outcome, ServiceRunner, SessionMetrics
-from natsbus.sessions import session_channel
+from natsbus.sessions import (
+    SESSION_METRIC_NAMES,
+    Outcome,
+    ServiceRunner,
+    SessionMetrics,
+    session_channel,
+)
 from natsbus.workers import WorkerRunner
 
 
