@@ -57,21 +57,24 @@ def needs(files: list[Path], what: str) -> pytest.MarkDecorator:
 def exported_metric_names() -> set[str]:
     """Every series name natsbus exposes, read from a fresh registry.
 
-    :class:`~natsbus.observability.BusMetrics` is built on a new ``CollectorRegistry`` and its
+    :class:`~natsbus.observability.BusMetrics` and a serving process's
+    :class:`~natsbus.sessions.SessionMetrics` are built on a new ``CollectorRegistry`` and their
     families are turned into the names a query uses: ``<name>_total`` for a counter,
     ``<name>_bucket|_sum|_count`` for a histogram, ``<name>`` for a gauge.
     """
     from prometheus_client import CollectorRegistry
 
     from natsbus.observability import METRIC_NAMES, BusMetrics
+    from natsbus.sessions import SESSION_METRIC_NAMES, SessionMetrics
 
     registry = CollectorRegistry()
     BusMetrics(registry=registry)
+    SessionMetrics("group", 1, registry=registry)
     names: set[str] = set()
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count", "")}
     for family in registry.collect():
         names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
-    assert names >= METRIC_NAMES, "METRIC_NAMES and the registry disagree"
+    assert names >= METRIC_NAMES | SESSION_METRIC_NAMES, "the names and the registry disagree"
     return names
 
 

@@ -11,13 +11,16 @@ from typing import Any
 import pytest
 import yaml
 
-from natsbus.observability import METRIC_NAMES
+from natsbus.observability import METRIC_NAMES as BUS_METRIC_NAMES
+from natsbus.sessions import SESSION_METRIC_NAMES
 
 from helpers.tools import ROOT, find_tool
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "natsbus-dashboard.json"
 RULES = ROOT / "deploy" / "prometheus" / "natsbus-rules.yaml"
 
+# What the processes export: the buses' and workers' metrics, and a serving process's sessions'.
+METRIC_NAMES = BUS_METRIC_NAMES | SESSION_METRIC_NAMES
 _NAME = re.compile(r"\bnatsbus_[a-z0-9_]+")
 # What a histogram family adds to its name in the exposition.
 _HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
@@ -80,6 +83,8 @@ def test_dashboard_covers_what_operators_watch() -> None:
         "natsbus_reconnects_total",
     ):
         assert name in used, name
+    for name in SESSION_METRIC_NAMES - {"natsbus_session_slots"}:
+        assert name in used or f"{name}_bucket" in used, name
     exprs = " ".join(dashboard_exprs())
     assert "histogram_quantile(0.5, sum by (le, lane)" in exprs
     assert "histogram_quantile(0.99, sum by (le, lane)" in exprs
