@@ -9,6 +9,7 @@ brings is a change of one function).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
@@ -104,11 +105,13 @@ async def channel_bus(
     from natsbus.bus.nats.bus import NatsBus  # noqa: PLC0415  (nats-py only when connecting)
     from natsbus.bus.nats.layout import DEFAULT_PREFIX  # noqa: PLC0415
 
+    # Such a bus lives for a session: its consumers need not cost the server disk writes.
+    options = dataclasses.replace(jetstream_options or JetStreamOptions(), memory_consumers=True)
     return NatsBus(
         channel=channel,
         clients=await connections.pair(),
         connect_options=connections.options,
-        jetstream_options=jetstream_options,
+        jetstream_options=options,
         prefix=prefix or DEFAULT_PREFIX,
         name=name,
         metrics=metrics,

@@ -255,3 +255,28 @@ async def test_a_group_with_dots_and_spaces(fleet: Fleet) -> None:
         async with session:  # leaving ends it
             pass
         assert session.done
+
+
+async def test_a_sessions_consumers_live_in_memory_and_go_with_it(fleet: Fleet) -> None:
+    from nats.aio.client import Client as Nats
+
+    from natsbus.bus.nats.layout import SubjectLayout
+
+    await fleet.serve()
+    nc = Nats()
+    await nc.connect(fleet.url)
+    try:
+        js = nc.jetstream()
+        async with natsbus.connect(fleet.url) as client:
+            session = await client.start_session("voice", timeout=30)
+            layout = SubjectLayout(session.channel)
+            info = await js.consumer_info(layout.request_stream, layout.job_consumer("talker"))
+            assert info.config.mem_storage  # made and deleted per session: no disk writes
+            await session.cancel("test over")
+            await session.wait(20)
+            await session.close()
+        names = {c.name for c in await js.consumers_info(layout.request_stream)}
+        assert layout.job_consumer("talker") not in names
+        assert layout.job_consumer("listener") not in names
+    finally:
+        await nc.close()

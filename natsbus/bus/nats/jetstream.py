@@ -154,6 +154,7 @@ def job_consumer_config(
         max_deliver=options.max_attempts + 1,
         max_waiting=512,
         inactive_threshold=options.job_consumer_inactive_threshold,
+        mem_storage=options.memory_consumers or None,
     )
 
 

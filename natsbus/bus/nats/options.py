@@ -177,6 +177,10 @@ class JetStreamOptions:
             server does not answer.
         outbox_size: Job messages held in memory while waiting to be stored; ``send()``
             waits for room beyond that.
+        memory_consumers: Keep the state of the bus's job request consumers in the server's
+            memory, not on disk (instance consumers always are): cheaper to make and delete,
+            for short-lived channels (a session's). A server restart loses them; the bus
+            makes them again (its pull loops do).
     """
 
     stream: str = "NATSBUS_JOBS"
@@ -191,6 +195,7 @@ class JetStreamOptions:
     max_consumers: int | None = None
     publish_retry_interval: float = 0.25
     outbox_size: int = 10_000
+    memory_consumers: bool = False
 
     def __post_init__(self) -> None:
         if self.replicas < 1:

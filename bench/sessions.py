@@ -1,0 +1,162 @@
+"""Benchmark sessions: start latency, concurrent sessions with 20 ms audio, memory per session.
+
+Run: ``.venv/bin/python bench/sessions.py [--quick]``
+
+Against a nats-server of its own and two serving processes (``natsbus serve``,
+``bench.session_app:make_session``), it prints in one run:
+
+* session start latency (``start_session`` called -> all the session's workers ready) p50 and
+  p99, with sessions requested open-loop at 10 and at 50 per second (each held 2 s);
+* the most concurrent sessions the two processes hold while each session's ``mic`` sends a
+  20 ms audio frame (640 bytes) to its ``ear`` and the send -> handler p99 stays within 20 ms
+  (steps of sessions; every session streams);
+* resident memory per idle session (both processes, before and after N idle sessions, measured
+  first, so that no earlier session's freed memory hides it).
+
+Targets on the 2-core development machine: start p99 <= 250 ms at 10/s; frame p99 <= 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import natsbus
+from natsbus.sessions import SessionHandle
+from natsbus.testing import NatsServer
+
+ROOT = Path(__file__).resolve().parents[1]
+GROUP = "bench"
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else float("nan")
+
+
+async def serve(url: str, slots: int) -> asyncio.subprocess.Process:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "natsbus.cli",
+        "serve",
+        "bench.session_app:make_session",
+        f"--group={GROUP}",
+        f"--slots={slots}",
+        f"--nats-url={url}",
+        "--no-metrics",
+        "--log-level=WARNING",
+        "--services-channel=",
+        cwd=ROOT,
+    )
+    return process
+
+
+async def open_loop(client: natsbus.BusClient, rate: float, seconds: float) -> list[float]:
+    """Ask for sessions at ``rate`` per second for ``seconds``; each start's latency."""
+    latencies: list[float] = []
+
+    async def one() -> None:
+        started = time.perf_counter()
+        session = await client.start_session(GROUP, timeout=30)
+        latencies.append(time.perf_counter() - started)
+        await asyncio.sleep(2.0)
+        await session.cancel("bench")
+        await session.wait(30)
+
+    tasks = []
+    begin = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        await asyncio.sleep(max(begin + i / rate - time.perf_counter(), 0))
+        tasks.append(asyncio.create_task(one()))
+    await asyncio.gather(*tasks)
+    return latencies
+
+
+async def hold(client: natsbus.BusClient, count: int) -> list[SessionHandle]:
+    return list(
+        await asyncio.gather(*(client.start_session(GROUP, timeout=60) for _ in range(count)))
+    )
+
+
+async def frames_p99(sessions: list[SessionHandle], seconds: float) -> float:
+    for session in sessions:
+        await session.request("ear", "stats", {}, timeout=30)  # clears what came before
+    await asyncio.sleep(seconds)
+    answers = await asyncio.gather(*(s.request("ear", "stats", {}, timeout=30) for s in sessions))
+    latencies = [x for answer in answers for x in (answer or {}).get("latencies", [])]
+    return quantile(latencies, 0.99) * 1000
+
+
+async def end_all(sessions: list[SessionHandle]) -> None:
+    for session in sessions:
+        await session.cancel("bench")
+    await asyncio.gather(*(s.wait(60) for s in sessions), return_exceptions=True)
+    for session in sessions:
+        await session.close()
+
+
+async def main(quick: bool) -> None:
+    with tempfile.TemporaryDirectory() as store:
+        async with NatsServer(store_dir=Path(store)) as server:
+            processes = [await serve(server.url, 400) for _ in range(2)]
+            try:
+                async with natsbus.connect(server.url) as client:
+                    warm = await hold(client, 4)  # both processes up, imports done
+                    await end_all(warm)
+                    idle_count = 100 if quick else 200
+                    before = sum(rss_kib(p.pid) for p in processes)
+                    idle = await hold(client, idle_count)
+                    await asyncio.sleep(1.0)
+                    after = sum(rss_kib(p.pid) for p in processes)
+                    print(
+                        f"memory per idle session: {(after - before) / idle_count:.0f} KiB"
+                        f" ({idle_count} sessions, both processes: {before} -> {after} KiB)"
+                    )
+                    await end_all(idle)
+                    print("session start latency (start_session -> all workers ready):")
+                    for rate in (10, 50):
+                        latencies = await open_loop(client, rate, 2.0 if quick else 5.0)
+                        print(
+                            f"  {rate:>3}/s  n={len(latencies):<4} p50 {quantile(latencies, 0.5) * 1000:7.1f} ms"
+                            f"  p99 {quantile(latencies, 0.99) * 1000:7.1f} ms"
+                        )
+                    print(
+                        "concurrent sessions with 20 ms audio frames mic -> ear (send -> handler):"
+                    )
+                    held: list[SessionHandle] = []
+                    best = 0
+                    for target in (10, 25, 50, 75, 100, 150, 200) if not quick else (10, 25, 50):
+                        more = await hold(client, target - len(held))
+                        for session in more:
+                            await session.request("mic", "stream", {}, timeout=30)
+                        held += more
+                        p99 = await frames_p99(held, 2.0 if quick else 3.0)
+                        print(f"  {target:>4} sessions  frame p99 {p99:7.1f} ms")
+                        if p99 > 20.0:
+                            break
+                        best = target
+                    print(f"  most sessions with frame p99 <= 20 ms: {best} (steps above)")
+                    await end_all(held)
+            finally:
+                for process in processes:
+                    process.terminate()
+                for process in processes:
+                    await process.wait()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer sessions, shorter steps")
+    asyncio.run(main(parser.parse_args().quick))
