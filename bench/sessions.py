@@ -128,9 +128,9 @@ async def main(quick: bool) -> None:
                     print("session start latency (start_session -> all workers ready):")
                     for rate in (10, 50):
                         latencies = await open_loop(client, rate, 2.0 if quick else 5.0)
+                        p50, p99 = (quantile(latencies, q) * 1000 for q in (0.5, 0.99))
                         print(
-                            f"  {rate:>3}/s  n={len(latencies):<4} p50 {quantile(latencies, 0.5) * 1000:7.1f} ms"
-                            f"  p99 {quantile(latencies, 0.99) * 1000:7.1f} ms"
+                            f"  {rate:>3}/s  n={len(latencies):<4} p50 {p50:7.1f} ms  p99 {p99:7.1f} ms"
                         )
                     print(
                         "concurrent sessions with 20 ms audio frames mic -> ear (send -> handler):"
