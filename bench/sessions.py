@@ -130,7 +130,8 @@ async def main(quick: bool) -> None:
                         latencies = await open_loop(client, rate, 2.0 if quick else 5.0)
                         p50, p99 = (quantile(latencies, q) * 1000 for q in (0.5, 0.99))
                         print(
-                            f"  {rate:>3}/s  n={len(latencies):<4} p50 {p50:7.1f} ms  p99 {p99:7.1f} ms"
+                            f"  {rate:>3}/s  n={len(latencies):<4}"
+                            f" p50 {p50:7.1f} ms  p99 {p99:7.1f} ms"
                         )
                     print(
                         "concurrent sessions with 20 ms audio frames mic -> ear (send -> handler):"
