@@ -97,7 +97,9 @@ class BusClient:
         self._worker = _ClientWorker(name or f"client-{secrets.token_hex(4)}")
         # Nobody else's end or cancel stops a client: it is not part of the channel's session
         # (a session's worker may send one on the services channel through it, say).
-        self._runner: WorkerRunner = ServiceRunner(bus=bus, handle_signals=False, grace_period=5.0)
+        self._runner: WorkerRunner = ServiceRunner(
+            bus=bus, handle_signals=False, grace_period=5.0, log_refused=False
+        )
         self._ready_timeout = ready_timeout
         self._task: asyncio.Task[None] | None = None
 

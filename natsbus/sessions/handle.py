@@ -180,8 +180,13 @@ class SessionHandle:
         return SessionEnd(outcome, None if reason is None else str(reason))
 
     async def _lost(self, job: JobHandle) -> None:
-        try:  # if its request is ever redelivered, it is answered at once, not rerun
-            await job.cancel("its serving process was lost")
+        """Stop tracking the job of a lost session; cancel it in case it is ever redelivered."""
+        try:
+            # Not waiting for answers: the process that would give them is gone.
+            await self._client.cancel(job.job_id, "its serving process was lost")
+            await job.wait()
+        except JobError:
+            pass  # the cancel just made it fail: that is the point
         except Exception:
             logger.debug("session %s: cancel after loss failed", self.id, exc_info=True)
 

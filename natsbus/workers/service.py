@@ -33,12 +33,17 @@ class ServiceRunner(WorkerRunner):
     Args:
         end_from: The names whose ``BusEndMessage``, ``BusCancelMessage`` (and the targeted
             worker variants) act on this runner's workers; none by default.
+        log_refused: Log each end or cancel ignored (a client's runner does not: ends it
+            sees in a session's channel are the session's, not meant for it).
         **kwargs: As :class:`~natsbus.workers.WorkerRunner`.
     """
 
-    def __init__(self, *, end_from: Iterable[str] = (), **kwargs: Any) -> None:
+    def __init__(
+        self, *, end_from: Iterable[str] = (), log_refused: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self._end_from = frozenset(end_from)
+        self._log_refused = log_refused
         self._refused = 0
 
     @property
@@ -51,6 +56,8 @@ class ServiceRunner(WorkerRunner):
         if isinstance(message, BusLocalMessage) or message.source in self._end_from:
             return True
         self._refused += 1
+        if not self._log_refused:
+            return False
         logger.warning(
             "%s: ignored %s from %r (a service ends only by SIGTERM or --end-from)",
             self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 from asyncio.subprocess import PIPE, STDOUT
@@ -23,6 +24,18 @@ SCENE_LINES = (
     "writer: reads well",
     "every worker has ended",
 )
+
+
+SESSION_LINES = (
+    "4 sessions started",
+    "agent said 'HELLO CALLER 3' via tts pid",
+    "session ended (the caller hung up); only its workers stopped",
+    "still talking: 'HELLO CALLER 1'",
+    "reported failed after",
+    "on the other process goes on",
+)
+# which serving process is killed varies: one -9, the other serving process and the service 0
+EXITED = re.compile(r"serving and service processes exited with \[(-9, 0|0, -9), 0\]")
 
 
 def assert_scene(output: str) -> None:
@@ -53,6 +66,9 @@ async def test_scene_runs_workers_as_processes_over_nats() -> None:
     output = "\n".join(peer.lines)
     assert_scene(output)
     assert "worker processes exited with [0, 0]" in output
+    for line in SESSION_LINES:  # the sessions scene, on NATS only
+        assert line in output, f"{line!r} missing from:\n{output}"
+    assert EXITED.search(output), output
 
 
 async def test_ctrl_c_during_the_scene_ends_it_at_once_without_a_traceback() -> None:
