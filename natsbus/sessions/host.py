@@ -67,6 +67,7 @@ class SessionHost(BaseWorker):
         restart: Whether the group starts a session again elsewhere when its process dies
             (reported to requesters; the bus's ``max_attempts`` makes it so).
         metrics: Where to record the group's session metrics; None records nothing.
+        max_starting: Sessions started at once, at most (the others wait, heartbeats going).
     """
 
     def __init__(
@@ -85,6 +86,7 @@ class SessionHost(BaseWorker):
         grace_period: float = 30.0,
         restart: bool = False,
         metrics: SessionMetrics | None = None,
+        max_starting: int = 4,
     ) -> None:
         if slots < 1:
             raise ValueError(f"slots must be >= 1, got {slots!r}")
@@ -104,6 +106,7 @@ class SessionHost(BaseWorker):
         self._sessions: dict[str, HostedSession | None] = {}
         # The pod's name (its hostname) and the process: what an operator looks for.
         self._host_id = f"{socket.gethostname()}:{os.getpid()}"
+        self._starting = asyncio.Semaphore(max_starting)
 
     @property
     def host_id(self) -> str:
@@ -131,13 +134,17 @@ class SessionHost(BaseWorker):
     @job(name=SESSION_JOB)
     async def _session(self, message: BusJobRequestMessage) -> Payload:
         """One session request: start the session, report it, run it, answer its outcome."""
-        args, session_id = _parse(message.payload)
-        if session_id in self._sessions:
-            raise SessionStartError(
-                f"session {session_id!r} runs here already", session_id=session_id
-            )
-        if len(self._sessions) >= self._slots:  # the bus's credit should make this impossible
-            raise SessionStartError(f"no free slot on {self._host_id}", session_id=session_id)
+        try:
+            args, session_id = _parse(message.payload)
+            if session_id in self._sessions:
+                raise SessionStartError(
+                    f"session {session_id!r} runs here already", session_id=session_id
+                )
+            if len(self._sessions) >= self._slots:  # the bus's credit makes this unlikely
+                raise SessionStartError(f"no free slot on {self._host_id}", session_id=session_id)
+        except SessionStartError:
+            self._ended(Outcome.FAILED)  # answered 'error' with the reason
+            raise
         self._sessions[session_id] = None
         self._count()
         try:
@@ -152,8 +159,32 @@ class SessionHost(BaseWorker):
             job_id,
             {"event": Event.TAKEN.value, "host": self._host_id, "heartbeat": self._heartbeat},
         )
-        session: HostedSession | None = None
+        holder: list[HostedSession] = []  # set once made, for the release below
         try:
+            # Sessions start a few at a time: a burst of requests must not starve the event
+            # loop, or the heartbeats of the sessions already running would come late.
+            session = await self._beating(job_id, self._start(session_id, args, holder))
+            if self._metrics is not None and message.sent_at:
+                self._metrics.started(time.time() - message.sent_at)
+            await self.send_job_update(job_id, self._ready(session))
+            outcome, reason = await self._hold(job_id, session)
+        except asyncio.CancelledError:
+            self._ended(Outcome.CANCELLED)
+            raise
+        except Exception:
+            self._ended(Outcome.FAILED)
+            raise
+        finally:
+            for made in holder:
+                await asyncio.shield(made.release(self._jetstream))
+        self._ended(outcome)
+        return {"outcome": outcome.value, "reason": reason}
+
+    async def _start(
+        self, session_id: str, args: Payload, holder: list[HostedSession]
+    ) -> HostedSession:
+        """Make the session's workers, bus and runner, and wait until the workers are ready."""
+        async with self._starting:
             workers = await _make(self._factory, args, session_id)
             bus = await channel_bus(
                 self._connections,
@@ -169,27 +200,14 @@ class SessionHost(BaseWorker):
                 grace_period=self._session_grace,
                 channels=self._channels,
             )
+            holder.append(session)
             self._sessions[session_id] = session
             try:
-                await self._beating(job_id, session.start(self._ready_timeout))
+                await session.start(self._ready_timeout)
             except BaseException:
                 await asyncio.shield(session.abandon())
                 raise
-            if self._metrics is not None and message.sent_at:
-                self._metrics.started(time.time() - message.sent_at)
-            await self.send_job_update(job_id, self._ready(session))
-            outcome, reason = await self._hold(job_id, session)
-        except asyncio.CancelledError:
-            self._ended(Outcome.CANCELLED)
-            raise
-        except Exception:
-            self._ended(Outcome.FAILED)
-            raise
-        finally:
-            if session is not None:
-                await asyncio.shield(session.release(self._jetstream))
-        self._ended(outcome)
-        return {"outcome": outcome.value, "reason": reason}
+            return session
 
     async def _beating(self, job_id: str, work: Awaitable[_T]) -> _T:
         """Await ``work``, sending the requester a heartbeat every ``heartbeat`` seconds."""

@@ -16,6 +16,7 @@ from natsbus.errors import SessionFailedError, SessionStartError, SessionStartTi
 from natsbus.messages import BusCancelMessage, BusEndMessage
 from natsbus.sessions import Outcome, SessionHandle
 from natsbus.testing import NatsServer
+from natsbus.workers import JobError
 
 from helpers.process import Peer
 
@@ -239,6 +240,11 @@ async def test_bad_session_requests_get_typed_errors_and_the_process_goes_on(
             await client.start_session("voice", args=["not", "a", "dict"], timeout=20)  # type: ignore[arg-type]
         with pytest.raises(SessionStartTimeoutError):
             await client.start_session("no such group", timeout=1)
+        # A malformed request sent by hand, without the client's handle: a clear error answer.
+        with pytest.raises(JobError, match="bad session_id"):
+            await client.request("voice", "session", {"args": {}}, timeout=20)
+        with pytest.raises(JobError, match="args must be a dict"):
+            await client.request("voice", "session", {"session_id": "x", "args": [1]}, timeout=20)
         session = await client.start_session("voice", args={"name": "a.b c"}, timeout=20)
         assert (await echo(session))["channel"] == session.channel
         await session.end("test over")
