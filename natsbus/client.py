@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -40,7 +41,7 @@ from natsbus.workers.service import ServiceRunner
 
 if TYPE_CHECKING:
     from natsbus.bus.nats import JetStreamOptions, NatsConnectOptions
-    from natsbus.sessions.connections import SharedConnections
+    from natsbus.bus.nats.shared import NatsConnections
     from natsbus.sessions.handle import SessionHandle
 
 __all__ = ["BusClient", "connect"]
@@ -82,7 +83,8 @@ class BusClient:
             :class:`~natsbus.workers.WorkerNotFoundError`; None waits for ever. A job's own
             ``JobParams.ready_timeout`` overrides it.
         sessions: The connections the client's sessions' channels are talked on
-            (:meth:`start_session`); :func:`connect` gives one. The client closes it.
+            (:meth:`start_session`); :func:`connect` gives the pair its bus uses. The client
+            closes it, after its bus.
     """
 
     def __init__(
@@ -91,9 +93,10 @@ class BusClient:
         *,
         name: str | None = None,
         ready_timeout: float | None = 30.0,
-        sessions: SharedConnections | None = None,
+        sessions: NatsConnections | None = None,
     ) -> None:
         self._sessions = sessions
+        self._handles: weakref.WeakSet[SessionHandle] = weakref.WeakSet()
         self._worker = _ClientWorker(name or f"client-{secrets.token_hex(4)}")
         # Nobody else's end or cancel stops a client: it is not part of the channel's session
         # (a session's worker may send one on the services channel through it, say).
@@ -117,6 +120,14 @@ class BusClient:
         """Start the bus (if needed) and the client's worker; return once it is ready."""
         if self._task is not None:
             return
+        try:
+            await self._start()
+        except BaseException:
+            if self._sessions is not None:  # nothing else will close it
+                await self._sessions.close()
+            raise
+
+    async def _start(self) -> None:
         await self._runner.add_workers(self._worker)
         self._task = asyncio.create_task(self._runner.run(), name=f"natsbus-client[{self.name}]")
         ready = asyncio.ensure_future(self._runner.registry.wait_ready([self.name]))
@@ -127,10 +138,16 @@ class BusClient:
             raise RuntimeError("the client's runner ended before it was ready")
 
     async def close(self) -> None:
-        """End the client's own worker (nobody else) and stop the bus it started."""
+        """End the client's own worker (nobody else) and stop the bus it started.
+
+        The clients of its sessions' channels close too (the sessions go on, unless the client
+        was still waiting on them: those are cancelled after a 5 s grace).
+        """
         task, self._task = self._task, None
         if task is None:
             return
+        for handle in list(self._handles):  # their buses ride on the pair closed below
+            await handle.close()
         if not task.done():
             await self._runner.end("client closed")
         await task
@@ -256,9 +273,11 @@ class BusClient:
 
         if self._sessions is None:
             raise RuntimeError("start_session needs a client made by natsbus.connect()")
-        return await start_session(
+        handle = await start_session(
             self, self._sessions, group, args, session_id=session_id, timeout=timeout
         )
+        self._handles.add(handle)
+        return handle
 
     # --- messages -----------------------------------------------------------------------------
 
@@ -318,23 +337,29 @@ def connect(
         ready_timeout: See :class:`BusClient`.
         **bus_options: Further ``NatsBus`` arguments (``prefix``, ``metrics``...).
     """
-    from natsbus.bus.nats import NatsBus, NatsConnectOptions  # noqa: PLC0415  (nats-py only when connecting)
-    from natsbus.sessions.connections import SharedConnections  # noqa: PLC0415
+    # nats-py only when connecting:
+    from natsbus.bus.nats import NatsBus, NatsConnections, NatsConnectOptions  # noqa: PLC0415
+    from natsbus.bus.nats.layout import DEFAULT_PREFIX, SubjectLayout  # noqa: PLC0415
 
-    bus = NatsBus(
-        servers=servers,
-        channel=channel,
-        connect_options=connect_options,
-        jetstream_options=jetstream_options,
-        name=name,
-        **bus_options,
-    )
-    # Sessions' channels share one more connection pair, opened on the first session.
     options = connect_options or NatsConnectOptions()
     if servers:
         options = dataclasses.replace(
             options, servers=(servers,) if isinstance(servers, str) else tuple(servers)
         )
-    # Their pulls come to the inboxes of the client's own channel (what its permissions allow).
-    sessions = SharedConnections(dataclasses.replace(options, inbox_prefix=bus.layout.inbox_prefix))
-    return BusClient(bus, name=name, ready_timeout=ready_timeout, sessions=sessions)
+    prefix = bus_options.get("prefix", DEFAULT_PREFIX)
+    # One connection pair for the client's bus and those of its sessions' channels; their
+    # pulls come to the inboxes of the client's own channel (what its permissions allow).
+    inbox = SubjectLayout(channel, prefix).inbox_prefix
+    connections = NatsConnections(
+        connect_options=dataclasses.replace(options, inbox_prefix=inbox),
+        prefix=prefix,
+        name=f"natsbus-client-{name or channel}",
+    )
+    bus = NatsBus(
+        connections=connections,
+        channel=channel,
+        jetstream_options=jetstream_options,
+        name=name,
+        **bus_options,
+    )
+    return BusClient(bus, name=name, ready_timeout=ready_timeout, sessions=connections)

@@ -30,8 +30,8 @@ from natsbus.workers import JobError, JobHandle, JobParams, WorkerNotFoundError
 from natsbus.workers.types import JobEvent
 
 if TYPE_CHECKING:
+    from natsbus.bus.nats.shared import NatsConnections
     from natsbus.client import BusClient
-    from natsbus.sessions.connections import SharedConnections
 
 __all__ = ["SessionEnd", "SessionHandle"]
 
@@ -62,7 +62,7 @@ class SessionHandle:
     """
 
     def __init__(
-        self, client: BusClient, connections: SharedConnections, group: str, session_id: str
+        self, client: BusClient, connections: NatsConnections, group: str, session_id: str
     ) -> None:
         self._client = client
         self._connections = connections
@@ -221,7 +221,7 @@ class SessionHandle:
             raise RuntimeError(f"{self!r} is not ready: it has no channel yet")
         async with self._inner_lock:
             if self._inner is None:
-                bus = await channel_bus(
+                bus = channel_bus(
                     self._connections, self.channel, name=f"{self._client.name}@{self.id}"
                 )
                 inner = BusClient(bus, name=self._client.name)
@@ -317,7 +317,7 @@ def new_session_id() -> str:
 
 async def start_session(
     client: BusClient,
-    connections: SharedConnections,
+    connections: NatsConnections,
     group: str,
     args: Payload | None,
     *,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 from natsbus.bus.nats.options import JetStreamOptions
 from natsbus.errors import SessionStartError
 from natsbus.messages import BusJobRequestMessage, Payload
-from natsbus.sessions.connections import SharedConnections, channel_bus
+from natsbus.sessions.connections import channel_bus
 from natsbus.sessions.protocol import (
     DEFAULT_HEARTBEAT,
     SESSION_JOB,
@@ -35,6 +35,7 @@ from natsbus.workers.runner import ChannelClient
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
 
+    from natsbus.bus.nats.shared import NatsConnections
     from natsbus.sessions.metrics import SessionMetrics
 
 __all__ = ["SessionFactory", "SessionHost"]
@@ -76,7 +77,7 @@ class SessionHost(BaseWorker):
         *,
         group: str,
         slots: int,
-        connections: SharedConnections,
+        connections: NatsConnections,
         jetstream: JetStreamContext,
         jetstream_options: JetStreamOptions,
         prefix: str | None = None,
@@ -186,7 +187,7 @@ class SessionHost(BaseWorker):
         """Make the session's workers, bus and runner, and wait until the workers are ready."""
         async with self._starting:
             workers = await _make(self._factory, args, session_id)
-            bus = await channel_bus(
+            bus = channel_bus(
                 self._connections,
                 session_channel(self.name, session_id),
                 jetstream_options=self._session_options(),

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from natsbus.bus.nats.options import JetStreamOptions, NatsConnectOptions
-from natsbus.sessions.connections import SharedConnections, channel_bus
+from natsbus.messages import Lane
+from natsbus.sessions.connections import channel_bus
 from natsbus.sessions.host import SessionFactory, SessionHost
 from natsbus.sessions.protocol import DEFAULT_HEARTBEAT
 from natsbus.tasks import cancel_and_wait
@@ -118,18 +119,25 @@ class SessionServer:
         # attempts; without --restart the requester cancels a lost session, and the process
         # that gets it again answers it 'cancelled' rather than rerunning it.
         host_js = dataclasses.replace(js, max_jobs_in_flight=options.slots)
-        extra = {} if options.prefix is None else {"prefix": options.prefix}
+        from natsbus.bus.nats.layout import DEFAULT_PREFIX, SubjectLayout  # noqa: PLC0415
+        from natsbus.bus.nats.shared import NatsConnections  # noqa: PLC0415
+
+        prefix = options.prefix or DEFAULT_PREFIX
+        # Every bus of the process (the group's, the services', each session's) shares one
+        # connection pair, whose inboxes are those of the deployment's channel.
+        inbox = SubjectLayout(options.channel, prefix).inbox_prefix
+        self._connections = NatsConnections(
+            connect_options=dataclasses.replace(connect_options, inbox_prefix=inbox),
+            prefix=prefix,
+            name=f"natsbus-serve-{options.group}",
+        )
         self._bus = NatsBus(
             channel=options.channel,
-            connect_options=connect_options,
+            connections=self._connections,
             jetstream_options=host_js,
             metrics=bus_metrics,
             name=f"serve-{options.group}",
-            **extra,  # type: ignore[arg-type]
-        )
-        # The sessions' pulls come to the inboxes of the deployment's channel.
-        self._connections = SharedConnections(
-            dataclasses.replace(connect_options, inbox_prefix=self._bus.layout.inbox_prefix)
+            prefix=prefix,
         )
         self._runner = ServiceRunner(
             bus=self._bus,
@@ -163,7 +171,7 @@ class SessionServer:
         try:
             channels = {}
             if options.services_channel is not None:
-                bus = await channel_bus(
+                bus = channel_bus(
                     self._connections,
                     options.services_channel,
                     jetstream_options=self._js_options,
@@ -173,7 +181,8 @@ class SessionServer:
                 self._services = BusClient(bus, name=options.client_name)
                 await self._services.start()
                 channels[options.services_channel] = self._services
-            system, _ = await self._connections.pair()
+            await self._connections.open()
+            system = self._connections.clients[Lane.SYSTEM]
             self._host = SessionHost(
                 self._factory,
                 group=options.group,
