@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from test_deploy_chart import (
     CHART,
     CUSTOM_KINDS,
@@ -17,7 +18,9 @@ from test_deploy_chart import (
     kubernetes_validate,
     worker,
 )
+from test_deploy_chart_users import server_users
 
+from natsbus.access import permissions, serve_permissions
 from natsbus.bus.nats.layout import SubjectLayout
 
 SESSIONS = CHART / "ci" / "sessions-values.yaml"
@@ -88,13 +91,41 @@ def test_the_session_render_passes_kubernetes_validate(render: Render, tmp_path:
             assert any(f"for kind {kind}" in line for kind in CUSTOM_KINDS), line
 
 
-def test_a_session_group_with_provisioned_users_fails_clearly(helm: Helm) -> None:
-    done = helm.template(
-        values=[SESSIONS],
-        sets=["natsAuth.type=provisioned"],
+def test_a_session_group_user_has_exactly_the_serve_permissions(helm: Helm) -> None:
+    render = helm.render(values=[SESSIONS], sets=["natsAuth.type=provisioned"])
+    users = server_users(render)
+    serve = serve_permissions(
+        channel="default", group="voice", names=["agent", "line"], services_channel="services"
     )
+    # item for item, in the same order (the job consumers' sha256 included)
+    assert users["r-natsbus-voice"]["permissions"] == serve.as_dict()
+    tts = permissions(channel="services", names=["tts"], role="runner")
+    assert users["r-natsbus-tts"]["permissions"] == tts.as_dict()
+
+
+def test_the_serve_template_matches_python_for_other_names_and_no_services(helm: Helm) -> None:
+    sets = [
+        "natsAuth.type=provisioned",
+        "workers[0].sessions.workerNames={zeta,alpha,zeta,m-1}",
+        "workers[0].sessions.servicesChannel=",
+        "workers[0].channel=C-1",
+    ]
+    users = server_users(helm.render(values=[SESSIONS], sets=sets))
+    serve = serve_permissions(
+        channel="C-1", group="voice", names=["zeta", "alpha", "m-1"], services_channel=None
+    )
+    assert users["r-natsbus-voice"]["permissions"] == serve.as_dict()
+
+
+def test_a_provisioned_session_group_needs_its_worker_names(helm: Helm, tmp_path: Path) -> None:
+    values = yaml.safe_load(SESSIONS.read_text())
+    values["workers"][0]["sessions"]["workerNames"] = []
+    values["natsAuth"] = {"type": "provisioned"}
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    done = helm.template(values=[path])
     assert done.returncode != 0
-    assert "natsbus permissions --role serve" in done.stderr
+    assert "sessions.workerNames" in done.stderr
 
 
 def test_a_wrong_kind_is_refused_by_the_schema(helm: Helm) -> None:

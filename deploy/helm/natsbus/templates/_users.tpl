@@ -1,6 +1,6 @@
 {{/*
 NATS users of natsAuth.type=provisioned: one per worker group (role runner, the group's worker
-name, the group's channel) and one per natsAuth.provisioned.clients entry, each with exactly the
+name, the group's channel; a session group: natsbus.servePermissions) and one per natsAuth.provisioned.clients entry, each with exactly the
 permissions natsbus.access.permissions(...) generates. docs/deploy.md, "NATS users per worker
 group", describes what is made; tests/deploy/test_deploy_chart_users.py checks it against the
 Python function and against a real nats-server.
@@ -102,6 +102,54 @@ values path named in error messages).
 {{- end -}}
 
 {{/*
+A serving process's permissions (kind sessions), as natsbus.access.serve_permissions(channel=,
+group=, names=, services_channel=) returns them, item for item: a runner's on the channel for
+the group's worker; a worker's for the session workers' names on any channel (the placeholder
+channel's set with its root and its job consumers turned into "*"), without its inboxes; the
+deletion of request consumers; a requester's as sessions-<group> on the services channel
+(without its inboxes). Call with dict "channel" "group" "names" "servicesChannel" "where".
+*/}}
+{{- define "natsbus.servePermissions" -}}
+{{- $placeholder := "natsbus-session-channel" -}}
+{{- if not .names -}}
+{{- fail (printf "%s: natsAuth.type=provisioned needs sessions.workerNames, the names of the workers make_session makes" .where) -}}
+{{- end -}}
+{{- $deployment := include "natsbus.permissions" (dict "channel" .channel "names" (list .group) "role" "runner" "where" .where) | fromJson -}}
+{{- $anywhere := include "natsbus.permissions" (dict "channel" $placeholder "names" .names "role" "worker" "where" .where) | fromJson -}}
+{{- $replace := list (list (printf "natsbus.%s." $placeholder) "natsbus.*.") -}}
+{{- range $name := .names | uniq | sortAlpha -}}
+{{- $replace = append $replace (list (include "natsbus.jobConsumer" (dict "channel" $placeholder "worker" $name)) "*") -}}
+{{- end -}}
+{{- $publish := $deployment.publish.allow -}}
+{{- $subscribe := $deployment.subscribe.allow -}}
+{{- range $subject := $anywhere.publish.allow -}}
+{{- range $r := $replace -}}
+{{- $subject = replace (index $r 0) (index $r 1) $subject -}}
+{{- end -}}
+{{- $publish = append $publish $subject -}}
+{{- end -}}
+{{- range $subject := $anywhere.subscribe.allow -}}
+{{- if not (hasPrefix "_INBOX." $subject) -}}
+{{- range $r := $replace -}}
+{{- $subject = replace (index $r 0) (index $r 1) $subject -}}
+{{- end -}}
+{{- $subscribe = append $subscribe $subject -}}
+{{- end -}}
+{{- end -}}
+{{- $publish = append $publish "$JS.API.CONSUMER.DELETE.NATSBUS_JOBS_REQUESTS.*" -}}
+{{- if .servicesChannel -}}
+{{- $services := include "natsbus.permissions" (dict "channel" .servicesChannel "names" (list (printf "sessions-%s" .group)) "role" "requester" "where" .where) | fromJson -}}
+{{- $publish = concat $publish $services.publish.allow -}}
+{{- range $subject := $services.subscribe.allow -}}
+{{- if not (hasPrefix "_INBOX." $subject) -}}
+{{- $subscribe = append $subscribe $subject -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson (dict "publish" (dict "allow" (uniq $publish)) "subscribe" (dict "allow" (uniq $subscribe))) -}}
+{{- end -}}
+
+{{/*
 The Secret holding the NATS server's side of the provisioned users (auth.conf). Named after the
 release alone, so that the NATS chart's values can name it too (a $tplYaml in values.yaml that
 calls this template in the NATS chart's context, where only .Release is shared).
@@ -152,7 +200,11 @@ configuration nor the pods.
 {{- if not (regexMatch "^[A-Za-z0-9_-]+$" $w.channel) -}}
 {{- fail (printf "%s: natsAuth.type=provisioned needs a plain channel (letters, digits, \"-\" and \"_\"), got %q: rename the channel, or choose another natsAuth.type" $where $w.channel) -}}
 {{- end -}}
+{{- if eq $w.kind "sessions" -}}
+{{- $wanted = append $wanted (dict "name" $w.name "group" true "where" $where "channel" $w.channel "role" "serve" "names" ($w.sessions.workerNames | default (list)) "servicesChannel" $w.sessions.servicesChannel "sessionGroup" $w.workerName) -}}
+{{- else -}}
 {{- $wanted = append $wanted (dict "name" $w.name "group" true "where" $where "channel" $w.channel "role" "runner" "names" (list $w.workerName)) -}}
+{{- end -}}
 {{- end -}}
 {{- range $index, $c := $conf.clients | default (list) -}}
 {{- $where := printf "natsAuth.provisioned.clients[%d] (%q)" $index $c.name -}}
@@ -170,7 +222,12 @@ configuration nor the pods.
 {{- fail (printf "%s: the name %q is taken by a worker group or another client: each names one NATS user (%s-%s)" $u.where $u.name $fullname $u.name) -}}
 {{- end -}}
 {{- $_ := set $seen $u.name true -}}
-{{- $permissions := include "natsbus.permissions" (dict "channel" $u.channel "names" $u.names "role" $u.role "where" $u.where) | fromJson -}}
+{{- $permissions := dict -}}
+{{- if eq $u.role "serve" -}}
+{{- $permissions = include "natsbus.servePermissions" (dict "channel" $u.channel "group" $u.sessionGroup "names" $u.names "servicesChannel" $u.servicesChannel "where" $u.where) | fromJson -}}
+{{- else -}}
+{{- $permissions = include "natsbus.permissions" (dict "channel" $u.channel "names" $u.names "role" $u.role "where" $u.where) | fromJson -}}
+{{- end -}}
 {{- $old := get $existing (printf "%s.password" $u.name) | default "" | b64dec -}}
 {{- $password := get $passwords $u.name | default $old | default (randAlphaNum 32) | toString -}}
 {{- $oldHash := get $existing (printf "%s.bcrypt" $u.name) | default "" | b64dec -}}
