@@ -15,7 +15,7 @@ from typing import Any
 
 from natsbus._cli_nats import add_nats_arguments, nats_options
 from natsbus._redact import redact_url
-from natsbus.observability import BusMetrics, Health, ObservabilityServer
+from natsbus.observability import BusMetrics, BusTracing, Health, ObservabilityServer
 
 __all__ = ["add_serve_command", "import_target", "load_factory", "serve", "start_endpoint"]
 
@@ -144,6 +144,11 @@ async def serve(args: argparse.Namespace) -> int:
         end_from=tuple(args.end_from),
     )
     metrics = SessionMetrics(args.group, args.slots) if args.metrics else None
+    provider = None
+    if args.otel != "none":
+        from natsbus.observability.sdk import configure_tracing  # noqa: PLC0415  (SDK: CLI only)
+
+        provider = configure_tracing(args.otel, service_name=f"natsbus-serve-{args.group}")
     server = SessionServer(
         factory,
         options,
@@ -151,6 +156,7 @@ async def serve(args: argparse.Namespace) -> int:
         jetstream_options=jetstream,
         metrics=metrics,
         bus_metrics=BusMetrics(worker_labels=False) if args.metrics else None,
+        observer=BusTracing() if args.tracing else None,
     )
     health = Health()
     server.add_to(health)
@@ -167,4 +173,6 @@ async def serve(args: argparse.Namespace) -> int:
     finally:
         if http is not None:
             await http.stop()
+        if provider is not None:
+            provider.shutdown()  # sends the spans still in the batch
     return 130 if server.runner.cancelled else 0

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from natsbus.bus.nats.options import JetStreamOptions
 
 if TYPE_CHECKING:
-    from natsbus.bus.base import BusMetricsProvider
+    from natsbus.bus.base import BusMetricsProvider, BusObserverFactory
     from natsbus.bus.nats.bus import NatsBus
     from natsbus.bus.nats.shared import NatsConnections
 
@@ -27,6 +27,7 @@ def channel_bus(
     prefix: str | None = None,
     name: str | None = None,
     metrics: BusMetricsProvider | None = None,
+    observer: BusObserverFactory | None = None,
 ) -> NatsBus:
     """A NatsBus on ``channel`` over the shared pair (not started; it never closes the pair).
 
@@ -37,6 +38,7 @@ def channel_bus(
         prefix: The deployment's subject prefix (default: natsbus's).
         name: The bus's name, for logs.
         metrics: Where the bus counts; None for a session bus (its names are per session).
+        observer: Tracing (``BusTracing``), shared by the process's buses.
     """
     from natsbus.bus.nats.bus import NatsBus  # noqa: PLC0415  (nats-py only when connecting)
     from natsbus.bus.nats.layout import DEFAULT_PREFIX  # noqa: PLC0415
@@ -50,4 +52,5 @@ def channel_bus(
         prefix=prefix or DEFAULT_PREFIX,
         name=name,
         metrics=metrics,
+        observer=observer,
     )

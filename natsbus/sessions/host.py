@@ -35,6 +35,7 @@ from natsbus.workers.runner import ChannelClient
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
 
+    from natsbus.bus.base import BusObserverFactory
     from natsbus.bus.nats.shared import NatsConnections
     from natsbus.sessions.metrics import SessionMetrics
 
@@ -69,6 +70,7 @@ class SessionHost(BaseWorker):
             (reported to requesters; the bus's ``max_attempts`` makes it so).
         metrics: Where to record the group's session metrics; None records nothing.
         max_starting: Sessions started at once, at most (the others wait, heartbeats going).
+        observer: Tracing for the sessions' buses (``BusTracing``); None traces nothing.
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class SessionHost(BaseWorker):
         restart: bool = False,
         metrics: SessionMetrics | None = None,
         max_starting: int = 4,
+        observer: BusObserverFactory | None = None,
     ) -> None:
         if slots < 1:
             raise ValueError(f"slots must be >= 1, got {slots!r}")
@@ -108,6 +111,7 @@ class SessionHost(BaseWorker):
         # The pod's name (its hostname) and the process: what an operator looks for.
         self._host_id = f"{socket.gethostname()}:{os.getpid()}"
         self._starting = asyncio.Semaphore(max_starting)
+        self._observer = observer
 
     @property
     def host_id(self) -> str:
@@ -193,6 +197,7 @@ class SessionHost(BaseWorker):
                 jetstream_options=self._session_options(),
                 prefix=self._prefix,
                 name=f"session-{session_id}",
+                observer=self._observer,
             )
             session = HostedSession(
                 session_id=session_id,

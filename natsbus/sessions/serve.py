@@ -28,7 +28,7 @@ from natsbus.tasks import cancel_and_wait
 from natsbus.workers.service import ServiceRunner
 
 if TYPE_CHECKING:
-    from natsbus.bus.base import BusMetricsProvider
+    from natsbus.bus.base import BusMetricsProvider, BusObserverFactory
     from natsbus.client import BusClient
     from natsbus.observability import Health
     from natsbus.sessions.metrics import SessionMetrics
@@ -91,6 +91,7 @@ class SessionServer:
             ``max_attempts`` of the group's consumer are set from ``options``.
         metrics: The group's session metrics; None records nothing.
         bus_metrics: The deployment bus's metrics (BusMetrics); None counts nothing.
+        observer: Tracing for every bus of the process (``BusTracing``); None traces nothing.
         handle_signals: Drain on SIGTERM and cancel on SIGINT.
     """
 
@@ -103,6 +104,7 @@ class SessionServer:
         jetstream_options: JetStreamOptions | None = None,
         metrics: SessionMetrics | None = None,
         bus_metrics: BusMetricsProvider | None = None,
+        observer: BusObserverFactory | None = None,
         handle_signals: bool = True,
     ) -> None:
         from natsbus.bus.nats.bus import NatsBus  # noqa: PLC0415  (nats-py only when serving)
@@ -138,7 +140,9 @@ class SessionServer:
             metrics=bus_metrics,
             name=f"serve-{options.group}",
             prefix=prefix,
+            observer=observer,
         )
+        self._observer = observer
         self._runner = ServiceRunner(
             bus=self._bus,
             end_from=options.end_from,
@@ -177,6 +181,7 @@ class SessionServer:
                     jetstream_options=self._js_options,
                     prefix=options.prefix,
                     name=f"services-{options.group}",
+                    observer=self._observer,
                 )
                 self._services = BusClient(bus, name=options.client_name)
                 await self._services.start()
@@ -197,6 +202,7 @@ class SessionServer:
                 grace_period=options.session_grace_period,
                 restart=options.restart,
                 metrics=self._metrics,
+                observer=self._observer,
             )
             await self._runner.add_workers(self._host)
             poll = asyncio.create_task(self._poll(), name=f"natsbus-serve-poll[{options.group}]")
