@@ -125,8 +125,10 @@ class SessionServer:
         from natsbus.bus.nats.shared import NatsConnections  # noqa: PLC0415
 
         prefix = options.prefix or DEFAULT_PREFIX
-        # Every bus of the process (the group's, the services', each session's) shares one
-        # connection pair, whose inboxes are those of the deployment's channel.
+        # The sessions' buses (and the services') share one connection pair, whose inboxes are
+        # those of the deployment's channel. The group's bus has its own: session requests and
+        # heartbeats must not queue behind the sessions' traffic (on the shared pair the p99
+        # start latency at 10 starts/s was 3-8 times higher).
         inbox = SubjectLayout(options.channel, prefix).inbox_prefix
         self._connections = NatsConnections(
             connect_options=dataclasses.replace(connect_options, inbox_prefix=inbox),
@@ -135,7 +137,7 @@ class SessionServer:
         )
         self._bus = NatsBus(
             channel=options.channel,
-            connections=self._connections,
+            connect_options=connect_options,
             jetstream_options=host_js,
             metrics=bus_metrics,
             name=f"serve-{options.group}",
