@@ -45,8 +45,9 @@ class NatsConnections:
 
     The pair connects when the first bus starts (or on :meth:`open`) and closes on
     :meth:`close` (or at the end of ``async with``), after the buses using it have stopped:
-    a bus that stops leaves the connections open for the others. Buses of any channel may
-    share a pair; their inboxes then share the pair's prefix, so give it a user allowed to
+    a bus that stops leaves the connections open for the others. Buses of any channels may
+    share a pair, one bus per channel (subscribe all of a channel's workers to it); their
+    inboxes then share the pair's prefix, so give it a user allowed to
     read the inboxes of every channel it serves (see ``docs/security.md``).
 
     Args:
@@ -79,7 +80,7 @@ class NatsConnections:
         self._time_slice = time_slice
         self._clients: dict[Lane, Client] = {}
         # The buses' watches, by their subject root in lower case (nats-py lowercases the
-        # subject of a refusal); several buses may share a channel.
+        # subject of a refusal); one bus per channel (see attach).
         self._watches: dict[str, list[ConnectionWatch]] = {}
         self._counts = NetworkCounts()
         # Logs the pair's outages once; what concerns one bus goes to that bus's watch.
@@ -142,9 +143,19 @@ class NatsConnections:
         Called by a NatsBus as it starts; ``root`` is its channel's subject root.
 
         Raises:
+            ValueError: Another bus on the pair uses the same channel (the pair has no echo:
+                they would not see each other's core messages).
             BusUnavailableError: The connections could not be opened.
             BusClosedError: The pair was closed.
         """
+        if self._watches.get(root.lower()):
+            # The pair connects with no echo (a bus hands its own messages to its local
+            # subscribers itself), so two buses of one channel on it would never see each
+            # other's core messages.
+            raise ValueError(
+                f"{self.name} already has a bus on the subjects {root}.>: give each channel one"
+                " bus per connection pair (subscribe more workers to it)"
+            )
         await self.open()
         self._watches.setdefault(root.lower(), []).append(watch)
         return self._clients

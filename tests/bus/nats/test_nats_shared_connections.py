@@ -144,6 +144,19 @@ async def test_every_bus_on_the_pair_takes_jobs_again_after_the_server_restarts(
                 assert tool.ran == [j.job_id]
 
 
+async def test_a_second_bus_of_one_channel_on_a_pair_is_refused(nats_url: str) -> None:
+    # The pair has no echo: two buses of one channel on it would miss each other's messages.
+    async with NatsConnections(nats_url) as connections:
+        first = session_bus(connections, "same")
+        await first.start()
+        with pytest.raises(ValueError, match="one bus per connection pair"):
+            await session_bus(connections, "same").start()
+        await first.stop()
+        again = session_bus(connections, "same")  # the channel is free again
+        await again.start()
+        await again.stop()
+
+
 async def test_a_closed_pair_cannot_start_a_bus(nats_url: str) -> None:
     connections = NatsConnections(nats_url)
     await connections.open()
