@@ -30,7 +30,7 @@ from natsbus.sessions.protocol import (
 )
 from natsbus.sessions.session import HostedSession
 from natsbus.workers import BaseWorker, job
-from natsbus.workers.runner import ChannelClient
+from natsbus.workers.channels import ChannelClient
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from natsbus.errors import SessionStartError
 from natsbus.sessions.protocol import Outcome
 from natsbus.workers import BaseWorker, WorkerRunner
-from natsbus.workers.runner import ChannelClient
+from natsbus.workers.channels import ChannelClient
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext

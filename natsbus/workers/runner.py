@@ -7,7 +7,7 @@ import enum
 import logging
 import secrets
 import warnings
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from natsbus._events import EventHandlers
 from natsbus.bus import AsyncQueueBus, BusState, BusSubscriber, WorkerBus
@@ -25,35 +25,16 @@ from natsbus.messages import (
     WorkerRegistryEntry,
 )
 from natsbus.tasks import TaskManager, cancel_and_wait
+from natsbus.workers.channels import ChannelClient
 from natsbus.workers.lifecycle import WorkerHandle, WorkerState
 from natsbus.workers.registry import WorkerRegistry
 from natsbus.workers.signals import SignalHandlers
 from natsbus.workers.types import WorkerReadyData
 from natsbus.workers.worker import BaseWorker
 
-if TYPE_CHECKING:
-    from natsbus.workers.handles import JobHandle
-    from natsbus.workers.types import JobParams
-
-__all__ = ["ChannelClient", "PipelineRunner", "RunnerState", "WorkerRunner"]
+__all__ = ["PipelineRunner", "RunnerState", "WorkerRunner"]
 
 logger = logging.getLogger(__name__)
-
-
-class ChannelClient(Protocol):
-    """What a runner's workers ask another channel through (a :class:`natsbus.BusClient`)."""
-
-    def job(
-        self,
-        worker: str,
-        *,
-        name: str | None = None,
-        payload: Any = None,
-        timeout: float | None = None,
-        params: JobParams | None = None,
-    ) -> JobHandle:
-        """A job on ``worker`` of that channel, as an ``async with`` block."""
-        ...
 
 
 class RunnerState(enum.Enum):

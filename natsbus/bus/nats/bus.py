@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import enum
 import logging
 import math
 import secrets
@@ -47,6 +46,7 @@ from natsbus.bus.nats.interest import Interest
 from natsbus.bus.nats.jobs import JobChannel, mapped
 from natsbus.bus.nats.layout import DEFAULT_PREFIX, SubjectLayout
 from natsbus.bus.nats.options import JetStreamOptions, NatsConnectOptions
+from natsbus.bus.nats.routes import Route, route_of
 from natsbus.bus.nats.senders import sender_name
 from natsbus.bus.nats.shared import NatsConnections
 from natsbus.bus.nats.subjects import encode_token
@@ -68,17 +68,6 @@ __all__ = ["ConsumerStatistics", "NatsBus"]
 logger = logging.getLogger("natsbus.bus.nats")
 
 _SUBJECT_CACHE_SIZE: Final = 10_000
-
-
-class _Route(enum.Enum):
-    """How a message class travels."""
-
-    CORE = "core"
-    """Core NATS, at most once."""
-    JOB = "job"
-    """JetStream, through the job channel's request, control and reply subjects."""
-    STORED = "stored"
-    """JetStream, on a lifecycle subject every bus hosting the target reads."""
 
 
 class NatsBus(WorkerBus):
@@ -180,7 +169,6 @@ class NatsBus(WorkerBus):
             name=self.name,
         )
         self._sent_before_start: list[BusMessage] = []
-        self._routes: dict[type[BusMessage], tuple[Lane, _Route]] = {}
         self._watch = ConnectionWatch(
             bus=self.name,
             options=self._options,
@@ -392,15 +380,15 @@ class NatsBus(WorkerBus):
         if type(message) is BusJobRequestMessage:
             message.reply_to = self._instance  # the answers come back to this instance
         data = self._codec.encode(message)
-        lane, route = self._route(type(message))
+        lane, route = route_of(type(message))
         client = self._clients[lane]
         if len(data) > client.max_payload:
             raise MessageTooLargeError(len(data), client.max_payload)
-        if route is _Route.JOB:
+        if route is Route.JOB:
             assert isinstance(message, BusJobMessage)
             await self._jobs.publish(message, data)
             return
-        if route is _Route.STORED:
+        if route is Route.STORED:
             await self._jobs.publish_stored(
                 message, data, self._layout.lifecycle(lane, message.target, sender_name(message))
             )
@@ -421,20 +409,6 @@ class NatsBus(WorkerBus):
                 "NATS server unreachable and the reconnect buffer is full"
             ) from error
         self.on_message_received(message)
-
-    def _route(self, cls: type[BusMessage]) -> tuple[Lane, _Route]:
-        """The lane and the way of a message class, worked out once per class."""
-        route = self._routes.get(cls)
-        if route is None:
-            way = (
-                _Route.JOB
-                if cls.job_role is not None
-                else _Route.STORED
-                if cls.durable
-                else _Route.CORE
-            )
-            route = self._routes[cls] = (cls.lane, way)
-        return route
 
     def destination_of(self, message: BusMessage) -> str:
         """The subject a message is published on (for a job reply: the asking instance's)."""
