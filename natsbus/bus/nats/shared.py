@@ -81,7 +81,7 @@ class NatsConnections:
         self._clients: dict[Lane, Client] = {}
         # The buses' watches, by their subject root in lower case (nats-py lowercases the
         # subject of a refusal); one bus per channel (see attach).
-        self._watches: dict[str, list[ConnectionWatch]] = {}
+        self._watches: dict[str, ConnectionWatch] = {}
         self._counts = NetworkCounts()
         # Logs the pair's outages once; what concerns one bus goes to that bus's watch.
         self._watch = ConnectionWatch(
@@ -106,7 +106,7 @@ class NatsConnections:
     @property
     def buses(self) -> int:
         """How many buses use the pair now."""
-        return sum(len(watches) for watches in self._watches.values())
+        return len(self._watches)
 
     async def open(self) -> None:
         """Connect both lanes, if not connected yet.
@@ -148,7 +148,7 @@ class NatsConnections:
             BusUnavailableError: The connections could not be opened.
             BusClosedError: The pair was closed.
         """
-        if self._watches.get(root.lower()):
+        if root.lower() in self._watches:
             # The pair connects with no echo (a bus hands its own messages to its local
             # subscribers itself), so two buses of one channel on it would never see each
             # other's core messages.
@@ -157,16 +157,13 @@ class NatsConnections:
                 " bus per connection pair (subscribe more workers to it)"
             )
         await self.open()
-        self._watches.setdefault(root.lower(), []).append(watch)
+        self._watches[root.lower()] = watch
         return self._clients
 
     def detach(self, root: str, watch: ConnectionWatch) -> None:
         """The bus of ``root`` stopped: tell ``watch`` nothing more."""
-        watches = self._watches.get(root.lower(), [])
-        if watch in watches:
-            watches.remove(watch)
-        if not watches:
-            self._watches.pop(root.lower(), None)
+        if self._watches.get(root.lower()) is watch:
+            del self._watches[root.lower()]
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -191,7 +188,7 @@ class NatsConnections:
 
         async def reconnected() -> None:
             await pair_reconnected()
-            for watch in self._every_watch():
+            for watch in list(self._watches.values()):
                 await watch.reconnected_callback(lane)()
 
         client = await open_connection(
@@ -213,14 +210,11 @@ class NatsConnections:
             await watch.on_error(error)
 
     def _concerned(self, subject: str) -> list[ConnectionWatch]:
-        """The buses a subject belongs to: those whose root it starts with, else all."""
+        """The bus a subject belongs to: the one whose root it starts with, else all."""
         tokens = subject.lower().split(".")
         for end in range(len(tokens) - 1, 0, -1):
-            watches = self._watches.get(".".join(tokens[:end]))
-            if watches:
-                return list(watches)
+            watch = self._watches.get(".".join(tokens[:end]))
+            if watch is not None:
+                return [watch]
         # The JetStream API, an inbox: any of them may have asked.
-        return self._every_watch()
-
-    def _every_watch(self) -> list[ConnectionWatch]:
-        return [watch for watches in self._watches.values() for watch in watches]
+        return list(self._watches.values())
