@@ -151,6 +151,9 @@ def permissions(
         subscribe.extend(f"{root}.{lane}.all.*" for lane in _LANES)
         for name in hosted:
             subscribe.extend(f"{root}.{lane}.to.{encode_token(name)}.*" for lane in _LANES)
+    # The fast copies of replies (natsbus.bus.nats.copies), for any instance: instance ids are
+    # random, and whoever may read the job stream reads the stored replies anyway.
+    subscribe.append(f"{root}.rsp.>")
     subscribe.append(f"{layout.inbox_prefix}.>")
 
     # What it sends, always under its own sender tokens.
@@ -169,6 +172,7 @@ def permissions(
         publish.extend([f"{root}.job.req.*.{sender}", f"{root}.job.ctl.*.{sender}"])
         if runs_jobs:
             publish.append(f"{root}.job.rsp.*.*.{sender}")  # answers and claims
+            publish.append(f"{root}.rsp.*.*.{sender}")  # their fast copies
             publish.append(f"{root}.dlq.{sender}")  # its requests given up
 
     # JetStream: the streams, the instance consumers, and each worker's request consumer.

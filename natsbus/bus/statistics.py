@@ -65,6 +65,8 @@ class NetworkCounts:
         redelivered: Job messages the server delivered again (a bus died, or was too slow).
         dead_lettered: Job requests answered ``error`` after their last delivery attempt.
         duplicates: Job messages delivered again after they were handled, dropped.
+        fast_copies: Stored messages whose fast copy (core NATS) arrived first: the stored
+            copy was acknowledged and dropped (see :mod:`natsbus.bus.nats.copies`).
         answered_elsewhere: Job requests delivered again after another bus (or an earlier
             life of this one) had stored their answer: acknowledged, not run again.
         duplicate_job_ids: Job requests reusing the id of one still running here, refused.
@@ -90,6 +92,7 @@ class NetworkCounts:
     redelivered: int = 0
     dead_lettered: int = 0
     duplicates: int = 0
+    fast_copies: int = 0
     answered_elsewhere: int = 0
     duplicate_job_ids: int = 0
     unrouted_replies: int = 0

@@ -62,6 +62,7 @@ QUEUE_DEPTH: Final = "natsbus_subscriber_queue_depth"
 JOBS: Final = "natsbus_jobs_total"
 JOB_DURATION: Final = "natsbus_job_duration_seconds"
 REDELIVERIES: Final = "natsbus_job_redeliveries_total"
+FAST_COPIES: Final = "natsbus_fast_copies_total"
 DEAD_LETTERED: Final = "natsbus_jobs_dead_lettered_total"
 SLOW_CONSUMERS: Final = "natsbus_slow_consumers_total"
 SENT_DISCONNECTED: Final = "natsbus_messages_sent_disconnected_total"
@@ -85,6 +86,7 @@ METRIC_NAMES: Final = frozenset(
         JOBS,
         JOB_DURATION,
         REDELIVERIES,
+        FAST_COPIES,
         DEAD_LETTERED,
         SLOW_CONSUMERS,
         SENT_DISCONNECTED,
@@ -282,6 +284,12 @@ class BusMetrics:
                 "Job requests delivered again after another taker died or released them.",
                 labels=("bus",),
             ),
+            FAST_COPIES: CounterMetricFamily(
+                FAST_COPIES,
+                "Stored messages that arrived after their fast copy on core NATS had been"
+                " delivered (acknowledged and dropped: the normal path of a cancel or a reply).",
+                labels=("bus",),
+            ),
             JOB_ANOMALIES: CounterMetricFamily(
                 JOB_ANOMALIES,
                 "Job messages off the normal path: a job id already running (refused), a reply"
@@ -427,6 +435,7 @@ class BusMetrics:
         reconnects: Counter[tuple[str, str]] = Counter()
         anomalies: Counter[tuple[str, str]] = Counter()
         redelivered: Counter[tuple[str]] = Counter()
+        fast_copies: Counter[tuple[str]] = Counter()
         dead_lettered: Counter[tuple[str]] = Counter()
         sent_disconnected: Counter[tuple[str]] = Counter()
         denials: Counter[tuple[str]] = Counter()
@@ -449,6 +458,7 @@ class BusMetrics:
             anomalies[(kind, "publish_retry")] += counts.publish_retries
             anomalies[(kind, "answered_elsewhere")] += counts.answered_elsewhere
             redelivered[(kind,)] += counts.redelivered
+            fast_copies[(kind,)] += counts.fast_copies
             dead_lettered[(kind,)] += counts.dead_lettered
             sent_disconnected[(kind,)] += counts.sent_disconnected
             denials[(kind,)] += counts.permission_denials
@@ -457,6 +467,7 @@ class BusMetrics:
         self._add_all(families[PERMISSION_DENIALS], denials)
         self._add_all(families[RECONNECTS], reconnects)
         self._add_all(families[REDELIVERIES], redelivered)
+        self._add_all(families[FAST_COPIES], fast_copies)
         self._add_all(families[DEAD_LETTERED], dead_lettered)
         self._add_all(families[JOB_ANOMALIES], anomalies)
 

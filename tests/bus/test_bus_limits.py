@@ -137,6 +137,7 @@ async def test_every_network_count_is_exported(nats_url: str) -> None:
         "redelivered": ("natsbus_job_redeliveries_total", {}),
         "dead_lettered": ("natsbus_jobs_dead_lettered_total", {}),
         "duplicates": ("natsbus_messages_dropped_total", {"reason": "duplicate"}),
+        "fast_copies": ("natsbus_fast_copies_total", {}),
         "duplicate_job_ids": ("natsbus_job_anomalies_total", {"kind": "duplicate_job_id"}),
         "unrouted_replies": ("natsbus_job_anomalies_total", {"kind": "unrouted_reply"}),
         "publish_retries": ("natsbus_job_anomalies_total", {"kind": "publish_retry"}),

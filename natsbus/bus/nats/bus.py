@@ -162,6 +162,7 @@ class NatsBus(WorkerBus):
         )
         self._interest = Interest(
             layout=self._layout,
+            instance=self._instance,
             limits=self._limits,
             jobs=self._jobs,
             subscribers=lambda: self.subscribers,
@@ -377,23 +378,22 @@ class NatsBus(WorkerBus):
             else:  # stopping
                 self._drop_stopped(message)
             return
-        if type(message) is BusJobRequestMessage:
-            message.reply_to = self._instance  # the answers come back to this instance
-        data = self._codec.encode(message)
         lane, route = route_of(type(message))
-        client = self._clients[lane]
-        if len(data) > client.max_payload:
-            raise MessageTooLargeError(len(data), client.max_payload)
         if route is Route.JOB:
             assert isinstance(message, BusJobMessage)
-            await self._jobs.publish(message, data)
+            if type(message) is BusJobRequestMessage:
+                message.reply_to = self._instance  # the answers come back to this instance
+            self._jobs.prepare(message)
+            await self._jobs.publish(message, self._encode(message, lane))
             return
+        data = self._encode(message, lane)
         if route is Route.STORED:
             await self._jobs.publish_stored(
                 message, data, self._layout.lifecycle(lane, message.target, sender_name(message))
             )
             self.on_message_received(message)
             return
+        client = self._clients[lane]
         key = (lane, message.target, message.source)
         subject = self._core_subjects.get(key)
         if subject is None:
@@ -409,6 +409,13 @@ class NatsBus(WorkerBus):
                 "NATS server unreachable and the reconnect buffer is full"
             ) from error
         self.on_message_received(message)
+
+    def _encode(self, message: BusMessage, lane: Lane) -> bytes:
+        data = self._codec.encode(message)
+        limit = self._clients[lane].max_payload
+        if len(data) > limit:
+            raise MessageTooLargeError(len(data), limit)
+        return data
 
     def destination_of(self, message: BusMessage) -> str:
         """The subject a message is published on (for a job reply: the asking instance's)."""
@@ -450,8 +457,13 @@ class NatsBus(WorkerBus):
         # Called by the connection's reader as it parses (natsbus.bus.nats.direct), which
         # yields to the loop every time slice.
         message = self._decoder.decode(data, subject)
-        if message is not None and self._jobs.admits(message, subject):
-            self.on_message_received(message)
+        if message is None:
+            return
+        if route_of(type(message))[1] is Route.CORE or message.job_role is JobRole.REQUEST:
+            if self._jobs.admits(message, subject):
+                self.on_message_received(message)
+        else:  # the fast copy of a stored message (a request has none: natsbus.bus.nats.copies)
+            self._jobs.on_fast_copy(message, subject)
 
     # --- plumbing -----------------------------------------------------------------------------
 

@@ -108,7 +108,7 @@ class ConsumerSet:
                 stream=self._layout.stream,
                 name=config.name,
                 ensure=partial(self._ensure_instance_consumer, lane),
-                on_message=self._intake.on_routed_message,
+                on_message=self._intake.routed_reader(),
                 capacity=_routed_credit,
             )
 

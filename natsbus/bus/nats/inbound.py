@@ -89,7 +89,10 @@ class RecentIds:
     """A bounded set of recently seen message ids, oldest forgotten first.
 
     JetStream delivers at least once; a redelivery whose id is here was already handed to the
-    local subscribers and is acknowledged again instead of being delivered twice.
+    local subscribers and is acknowledged again instead of being delivered twice. An id also
+    says whether its message was delivered by its **fast copy** (the core NATS copy of a
+    stored message: see :mod:`natsbus.bus.nats.copies`), so that the stored copy that follows
+    is dropped without being counted as a duplicate.
 
     Args:
         capacity: Ids remembered at most.
@@ -97,7 +100,7 @@ class RecentIds:
 
     def __init__(self, capacity: int = 100_000) -> None:
         self._capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._ids: OrderedDict[str, bool] = OrderedDict()
 
     def __contains__(self, message_id: object) -> bool:
         return message_id in self._ids
@@ -105,8 +108,12 @@ class RecentIds:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def add(self, message_id: str) -> None:
-        """Remember an id, forgetting the oldest one when full."""
-        self._ids[message_id] = None
+    def add(self, message_id: str, *, fast: bool = False) -> None:
+        """Remember an id (``fast``: delivered by its fast copy), forgetting the oldest one."""
+        self._ids[message_id] = fast
         if len(self._ids) > self._capacity:
             self._ids.popitem(last=False)
+
+    def fast(self, message_id: str) -> bool:
+        """Whether ``message_id`` was delivered by its fast copy."""
+        return self._ids.get(message_id, False)

@@ -11,8 +11,10 @@ not decode is terminated so that it is not redelivered forever.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from typing import Any, Final
 
 from nats.aio.msg import Msg
@@ -24,7 +26,7 @@ from natsbus.bus.nats.outbox import MSG_ID_HEADER
 from natsbus.bus.statistics import NetworkCounts
 from natsbus.messages import BusJobRequestMessage, BusMessage
 
-__all__ = ["MSG_ID_HEADER", "REPLY_TO_HEADER", "SENDER_HEADER", "JobIntake"]
+__all__ = ["MSG_ID_HEADER", "REPLY_TO_HEADER", "SENDER_HEADER", "BurstAcks", "JobIntake"]
 
 logger = logging.getLogger("natsbus.bus.nats")
 
@@ -175,16 +177,28 @@ class JobIntake:
         message.attempt = job.attempt
         self._deliver(message)
 
-    def on_routed_message(self, msg: Msg) -> None:
-        """A job control or reply for this bus instance or its workers, or a lifecycle message."""
+    def routed_reader(self) -> Callable[[Msg], None]:
+        """The handler of one instance consumer's deliveries (:meth:`on_routed_message`)."""
+        return partial(self.on_routed_message, BurstAcks(self._spawn))
+
+    def on_routed_message(self, acks: BurstAcks, msg: Msg) -> None:
+        """A job control or reply for this bus instance or its workers, or a lifecycle message.
+
+        Args:
+            acks: Acknowledges the deliveries of the instance consumer it came from.
+            msg: The delivery.
+        """
         headers = msg.headers or {}
         message_id = headers.get(MSG_ID_HEADER, "")
         if headers.get(SENDER_HEADER) == self._instance:
-            self._spawn(_ack(msg))  # our own lifecycle message: delivered when it was sent
+            acks.ack(msg)  # our own lifecycle message: delivered when it was sent
             return
         if message_id in self._seen:
-            self._counts.duplicates += 1
-            self._spawn(_ack(msg))
+            if self._seen.fast(message_id):
+                self._counts.fast_copies += 1  # its fast copy was delivered first
+            else:
+                self._counts.duplicates += 1
+            acks.ack(msg)
             return
         message = self._decoder.decode(msg.data, msg.subject)
         if message is None or not self._admits(message, msg.subject):
@@ -192,7 +206,22 @@ class JobIntake:
             return
         self._seen.add(message_id)
         self._deliver(message)
-        self._spawn(_ack(msg))
+        acks.ack(msg)
+
+    def on_fast_copy(self, message: BusMessage, subject: str) -> None:
+        """The core NATS copy of a stored message (see :mod:`natsbus.bus.nats.copies`).
+
+        Delivered unless its stored copy was; a message with no id (a producer that is not
+        natsbus) is delivered as it comes.
+        """
+        message_id = message.id
+        if message_id and message_id in self._seen:
+            return  # the stored copy came first
+        if not self._admits(message, subject):
+            return
+        if message_id:
+            self._seen.add(message_id, fast=True)
+        self._deliver(message)
 
     def answered(self, key: tuple[str, str], *, duplicate: bool = False) -> TakenJob | None:
         """The response to job ``(worker, job_id)`` is stored: acknowledge its request.
@@ -212,6 +241,33 @@ class JobIntake:
             self._seen.add(job.message_id)
             self._spawn(_ack(job.delivery))
         return job
+
+
+class BurstAcks:
+    """Acknowledges the deliveries of an ``AckPolicy.ALL`` consumer once per burst.
+
+    Such a consumer takes the acknowledgement of one delivery for all those before it, so of
+    the deliveries handled in one turn of the event loop only the last is acknowledged, just
+    after the turn: at 64 jobs in flight, one acknowledgement serves many replies.
+
+    Args:
+        spawn: Runs the acknowledgement in the background.
+    """
+
+    def __init__(self, spawn: Spawn) -> None:
+        self._spawn = spawn
+        self._last: Msg | None = None
+
+    def ack(self, msg: Msg) -> None:
+        """Acknowledge ``msg`` and every delivery before it, at the end of this turn."""
+        if self._last is None:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._last = msg
+
+    def _flush(self) -> None:
+        msg, self._last = self._last, None
+        if msg is not None:
+            self._spawn(_ack(msg))
 
 
 async def _nak(msg: Msg, delay: float) -> None:

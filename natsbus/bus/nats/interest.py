@@ -1,9 +1,10 @@
 """What a NatsBus listens to, kept in step with its subscribers.
 
-The core subjects of the targets its subscribers answer to (or everything, for an observer),
-and, through the :class:`~natsbus.bus.nats.jobs.JobChannel`, the controls of the workers it
-hosts and the job requests of those ready to take them. One lock serialises every change, so
-that a subscriber joining during a drain, say, never adds a job consumer after the pause.
+The core subjects of the targets its subscribers answer to (or everything, for an observer) and
+of the fast copies of its replies, and, through the :class:`~natsbus.bus.nats.jobs.JobChannel`,
+the controls of the workers it hosts and the job requests of those ready to take them. One lock
+serialises every change, so that a subscriber joining during a drain, say, never adds a job
+consumer after the pause.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Interest:
 
     Args:
         layout: The bus's subjects.
+        instance: The bus's instance id (the fast copies of its replies are addressed to it).
         limits: The pending limits of the core subscriptions.
         jobs: The bus's job channel (its consumers follow the hosted workers).
         subscribers: Returns the bus's current subscribers.
@@ -55,6 +57,7 @@ class Interest:
         self,
         *,
         layout: SubjectLayout,
+        instance: str,
         limits: QueueLimits,
         jobs: JobChannel,
         subscribers: Callable[[], Iterable[BusSubscriber]],
@@ -62,6 +65,7 @@ class Interest:
         name: str,
     ) -> None:
         self._layout = layout
+        self._instance = instance
         self._limits = limits
         self._jobs = jobs
         self._subscribers = subscribers
@@ -191,11 +195,12 @@ class Interest:
         return targets
 
     def _wanted_subjects(self, targets: set[str] | None) -> dict[str, Lane]:
-        """The core subjects of ``targets`` (None: every subject, for an observer)."""
+        """The core subjects of ``targets`` (None: every subject) and of the reply copies."""
         layout = self._layout
+        wanted = {layout.reply_copies(self._instance, lane): lane for lane in _LANES}
         if targets is None:
-            return {layout.everything(lane): lane for lane in _LANES}
-        wanted: dict[str, Lane] = {}
+            wanted.update({layout.everything(lane): lane for lane in _LANES})
+            return wanted
         for lane in _LANES:
             wanted[layout.broadcast(lane)] = lane
             for target in targets:

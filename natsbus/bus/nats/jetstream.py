@@ -179,7 +179,9 @@ def instance_consumer_config(
         durable_name=name,
         filter_subjects=list(subjects),
         deliver_policy=DeliverPolicy.NEW,
-        ack_policy=AckPolicy.EXPLICIT,
+        # Read in order and handled as they come: one acknowledgement serves a whole burst
+        # (natsbus.bus.nats.intake.BurstAcks).
+        ack_policy=AckPolicy.ALL,
         ack_wait=options.ack_wait,
         inactive_threshold=options.instance_inactive_threshold,
         mem_storage=True,

@@ -32,6 +32,7 @@ from natsbus._job_messages import error_answer
 from natsbus.bus.nats.answers import AnsweredCheck, answer_id
 from natsbus.bus.nats.consumer_set import ConsumerSet
 from natsbus.bus.nats.consumers import ConsumerStatistics
+from natsbus.bus.nats.copies import copy_subject, send_copy
 from natsbus.bus.nats.inbound import InboundDecoder
 from natsbus.bus.nats.intake import MSG_ID_HEADER, REPLY_TO_HEADER, SENDER_HEADER, JobIntake
 from natsbus.bus.nats.jetstream import ensure_streams
@@ -261,6 +262,7 @@ class JobChannel:
 
     def renew(self) -> None:
         """Ask again at once on every pull loop (pending pulls died with a connection)."""
+        self._ledger.loosen()  # what was taken may have been redelivered meanwhile
         if self._consumers is not None:
             self._consumers.renew()
 
@@ -279,6 +281,8 @@ class JobChannel:
         if message.trace_context:
             headers.update(message.trace_context)
         on_stored = on_refused = None
+        reply_to: str | None = None
+        job: TakenJob | None = None
         if role is JobRole.REQUEST or role is JobRole.CONTROL:
             if message.target is None:
                 raise ValueError(f"{type(message).__name__} needs a target worker")
@@ -296,9 +300,7 @@ class JobChannel:
             job = self._ledger.get(job_key)
             reply_to = job.reply_to if job is not None else None
             if role is JobRole.ANSWER and job is not None and not job.answer_sent:
-                # Its id names the delivery it answers: see natsbus.bus.nats.answers.
-                job.answer_sent = True
-                headers[MSG_ID_HEADER] = answer_id(job.message_id, job.attempt)
+                job.answer_sent = True  # its id, set by prepare(), names the delivery
             if not reply_to:
                 # Not a job this bus took (or it already answered), or a request that named no
                 # instance to answer (a producer that is not natsbus): the requester can only
@@ -327,6 +329,32 @@ class JobChannel:
                 on_refused=on_refused,
             )
         )
+        if role is JobRole.ANSWER and job is not None and not job.held:
+            return  # another bus may answer this delivery: only the stored answer may reach
+        await self._send_copy(message, data, reply_to)
+
+    def prepare(self, message: BusJobMessage) -> None:
+        """Give a job message its final id before it is encoded.
+
+        The answer to a request taken here is known by the delivery it answers (see
+        :mod:`natsbus.bus.nats.answers`): its id is that delivery's answer id, in the envelope
+        and in the stream alike, so that its fast copy and its stored copy are one message.
+        """
+        if message.job_role is JobRole.ANSWER:
+            job = self._ledger.get((message.source, message.job_id))
+            if job is not None and not job.answer_sent:
+                message.id = answer_id(job.message_id, job.attempt)
+
+    def on_fast_copy(self, message: BusMessage, subject: str) -> None:
+        """A stored message's fast copy arrived on core NATS (see ``JobIntake.on_fast_copy``)."""
+        self._intake.on_fast_copy(message, subject)
+
+    async def _send_copy(self, message: BusMessage, data: bytes, reply_to: str | None) -> None:
+        if not self._options.fast_copies:
+            return
+        subject = copy_subject(self._layout, message, reply_to or "")
+        if subject is not None:
+            await send_copy(self._clients[message.lane], subject, data, message.trace_context)
 
     async def publish_stored(self, message: BusMessage, data: bytes, subject: str) -> None:
         """Store a lifecycle message on its subject, for every bus that reads it.
@@ -340,6 +368,7 @@ class JobChannel:
         await self._outboxes[message.lane].put(
             OutboundJobMessage(subject=subject, data=data, headers=headers)
         )
+        await self._send_copy(message, data, None)
 
     async def flush(self, timeout: float | None) -> None:
         """Wait until every job message sent so far is stored.
@@ -408,6 +437,7 @@ class JobChannel:
         """Answer a request ``error`` on its worker's behalf, then terminate its delivery."""
         response = error_answer(request, error)
         self._stamp(response)
+        response.id = answer_id(job.message_id, job.attempt)  # one id, stored or not
         data = self._codec.encode(response)
         if not job.reply_to:
             # Nowhere on JetStream to answer (see publish): the requester's core subject.
@@ -421,7 +451,7 @@ class JobChannel:
                 OutboundJobMessage(
                     subject=self._layout.job_replies(job.reply_to, Lane.DATA, response.source),
                     data=data,
-                    headers={MSG_ID_HEADER: answer_id(job.message_id, job.attempt)},
+                    headers={MSG_ID_HEADER: response.id},
                     on_stored=lambda _duplicate: self._spawn(job.delivery.term()),
                 )
             )

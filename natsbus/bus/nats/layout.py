@@ -17,6 +17,8 @@ the **sender token** ``<S>``, the escaped ``source`` of the message::
                                           chunks for I
     <prefix>.<C>.job.rsp.<I>.claim.<S>    JetStream (job stream): claims of I on redelivered
                                           requests (read by no consumer; see answers.py)
+    <prefix>.<C>.rsp.<I>.<lane>.<S>       core NATS: the fast copies of the replies stored for
+                                          instance I (see natsbus.bus.nats.copies)
     <prefix>.<C>.dlq.<W>                  JetStream (job stream): W's dead-lettered requests
                                           (stored by the bus that gave up; W is the sender)
     <prefix>.<C>.life.<lane>.all.<S>      JetStream (job stream): lifecycle messages (activate,
@@ -136,6 +138,14 @@ class SubjectLayout:
     def job_replies(self, instance: str, lane: Lane, sender: str | None = None) -> str:
         """Subject of job responses, updates and stream chunks for one bus instance."""
         return f"{self.root}.job.rsp.{instance}.{_TOKENS[lane]}.{_sender(sender)}"
+
+    def reply_copies(self, instance: str, lane: Lane, sender: str | None = None) -> str:
+        """Core subject of the fast copies of the replies stored for one bus instance.
+
+        Outside ``<root>.<lane>.>``, so that an observer reading every core message of the
+        channel does not receive other instances' replies.
+        """
+        return f"{self.root}.rsp.{instance}.{_TOKENS[lane]}.{_sender(sender)}"
 
     def job_claims(self, instance: str, sender: str | None = None) -> str:
         """Subject of the claims one bus instance stores (see :mod:`natsbus.bus.nats.answers`).

@@ -36,6 +36,10 @@ class TakenJob:
         answer_sent: Whether its final answer was sent (any later reply is an ordinary one).
         requester: The request's source: the only worker whose cancels and update requests
             for this job are accepted.
+        held: Whether the server surely still counts this delivery as this bus's: False once
+            a progress signal failed or came late, or the connection was lost, since the
+            delivery may then have gone to another bus (whose answer would be the one
+            stored); its answer then has no fast copy (see natsbus.bus.nats.copies).
     """
 
     job_id: str
@@ -46,6 +50,7 @@ class TakenJob:
     attempt: int = 1
     answer_sent: bool = False
     requester: str = ""
+    held: bool = True
 
 
 class JobLedger:
@@ -122,11 +127,23 @@ class JobLedger:
             self._per_worker[job.worker] -= 1
         return job
 
+    def loosen(self) -> None:
+        """The connection was lost: no job taken so far is surely held any more."""
+        for job in self._jobs.values():
+            job.held = False
+
     async def _keep_alive(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            slept_from = loop.time()
             await asyncio.sleep(self._progress_interval)
+            # A loop blocked for an ack_wait lets the server give the jobs to another bus.
+            late = loop.time() - slept_from > 2 * self._progress_interval
             for job in list(self._jobs.values()):
+                if late:
+                    job.held = False
                 try:
                     await job.delivery.in_progress()
                 except Exception:  # disconnected: the next round, or a redelivery, follows
+                    job.held = False
                     logger.debug("progress signal for job %s failed", job.job_id, exc_info=True)

@@ -181,6 +181,10 @@ class JetStreamOptions:
             memory, not on disk (instance consumers always are): cheaper to make and delete,
             for short-lived channels (a session's). A server restart loses them; the bus
             makes them again (its pull loops do).
+        fast_copies: Send each stored message but job requests a second time on core NATS,
+            for its readers to get it without waiting for their consumer (see
+            :mod:`natsbus.bus.nats.copies`): cancels and answers arrive sooner, for one more
+            core message each.
     """
 
     stream: str = "NATSBUS_JOBS"
@@ -196,6 +200,7 @@ class JetStreamOptions:
     publish_retry_interval: float = 0.25
     outbox_size: int = 10_000
     memory_consumers: bool = False
+    fast_copies: bool = True
 
     def __post_init__(self) -> None:
         if self.replicas < 1:

@@ -101,6 +101,7 @@ class Scene:
         self.intake.on_job_request("w", delivery)  # type: ignore[arg-type]
 
     async def settle(self) -> None:
+        await asyncio.sleep(0)  # acknowledgements of routed deliveries go at the end of a turn
         await asyncio.gather(*self.tasks)
 
 
@@ -238,8 +239,9 @@ async def test_a_cancel_is_accepted_only_from_the_jobs_requester() -> None:
         return FakeDelivery(data, {MSG_ID_HEADER: source}, subject=f"natsbus.c.job.ctl.w.{source}")
 
     other, own = cancel("mallory"), cancel("asker")
-    scene.intake.on_routed_message(other)  # type: ignore[arg-type]
-    scene.intake.on_routed_message(own)  # type: ignore[arg-type]
+    read = scene.intake.routed_reader()
+    read(other)  # type: ignore[arg-type]
+    read(own)  # type: ignore[arg-type]
     await scene.settle()
     assert other.calls == ["term"] and own.calls == ["ack"]
     assert [type(m).__name__ for m in scene.delivered] == [
@@ -248,3 +250,24 @@ async def test_a_cancel_is_accepted_only_from_the_jobs_requester() -> None:
     ]
     assert scene.delivered[-1].source == "asker"
     assert scene.counts.unexpected_controls == 1 and scene.counts.forged_source == 0
+
+
+async def test_replies_read_in_one_turn_are_acknowledged_once_by_the_last() -> None:
+    # The instance consumers acknowledge all before the one acknowledged (AckPolicy.ALL).
+    scene = Scene()
+    read = scene.intake.routed_reader()
+    bursts: list[list[FakeDelivery]] = [[], []]
+    for burst in bursts:
+        for index in range(3):
+            control = BusJobCancelMessage(f"j{index}", source="asker", target="w")
+            burst.append(
+                FakeDelivery(
+                    CODEC.encode(control),
+                    {MSG_ID_HEADER: f"{id(burst)}-{index}"},
+                    subject="natsbus.c.job.ctl.w.asker",
+                )
+            )
+            read(burst[-1])  # type: ignore[arg-type]
+        await scene.settle()
+    assert [[d.calls for d in burst] for burst in bursts] == [[[], [], ["ack"]]] * 2
+    assert len(scene.delivered) == 6

@@ -54,6 +54,8 @@ values path named in error messages).
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- /* The fast copies of replies, for any instance (ids are random). */ -}}
+{{- $subscribe = append $subscribe (printf "%s.rsp.>" $root) -}}
 {{- $subscribe = append $subscribe (printf "_INBOX.%s.>" $root) -}}
 {{- /* What it sends, always under its own sender tokens. */ -}}
 {{- if ne $role "observer" -}}
@@ -68,6 +70,7 @@ values path named in error messages).
 {{- $publish = concat $publish (list (printf "%s.job.req.*.%s" $root $sender) (printf "%s.job.ctl.*.%s" $root $sender)) -}}
 {{- if $runsJobs -}}
 {{- $publish = append $publish (printf "%s.job.rsp.*.*.%s" $root $sender) -}}
+{{- $publish = append $publish (printf "%s.rsp.*.*.%s" $root $sender) -}}
 {{- $publish = append $publish (printf "%s.dlq.%s" $root $sender) -}}
 {{- end -}}
 {{- end -}}
