@@ -299,9 +299,10 @@ class SubscriberDispatcher:
         """Handle the lane's messages one by one until cancelled (one long loop, inlined for speed).
 
         Yields to the loop after a message when ``urgent`` (the system lane, for the data lane)
-        has work, or when the time slice is used up. While a system handler is suspended with
-        more system messages queued, the data lane thus yields after every message: slower,
-        never wrong.
+        has work, or when the time slice is used up, and once more before a message while
+        ``urgent`` has work (the system lane may be scheduled behind this one in the turn).
+        While a system handler is suspended with more system messages queued, the data lane
+        thus yields twice per message: slower, never wrong.
         """
         # Everything the loop touches per message is bound to a local once.
         queue = lane.queue
@@ -328,6 +329,7 @@ class SubscriberDispatcher:
         # Wall time is perf_counter() + offset, re-measured every slice: one clock call per
         # message then serves the latency, the handler's duration and the slice's deadline.
         offset = _wall() - perf_counter() if timings is not None else 0.0
+        deferred = False
         while True:
             if not queue:
                 if self._closed:
@@ -342,6 +344,14 @@ class SubscriberDispatcher:
                 if timings is not None:
                     offset = _wall() - perf_counter()
                 continue
+            if urgent and not deferred:
+                # A system message is queued and its lane has not run yet this turn: let it
+                # go first. Once per message, so a suspended system handler cannot make the
+                # data lane spin.
+                deferred = True
+                await sleep(0)
+                continue
+            deferred = False
             message = popleft()
             if skip:
                 # Sampling a backlog: counted by the weight of the last timed message.
