@@ -43,6 +43,7 @@ from natsbus import (
     encode,
 )
 from natsbus.bus.nats.senders import SenderCheck
+from natsbus.collector import tune_collector
 from natsbus.testing import NatsServer
 
 PAIRS = 5
@@ -281,6 +282,8 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer messages, for a smoke run")
     parser.add_argument("--publisher", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    # Every process of the run, natsbus or not, as `natsbus run` sets its own.
+    tune_collector()
     if args.publisher:
         kind, url, where, count = args.publisher
         publishers = {"raw": raw_publisher, "bus": bus_publisher, "flood": flood_publisher}
@@ -293,7 +296,7 @@ async def main() -> None:
 
     async with NatsServer() as server:
         url = server.url
-        print(f"nats-server at {url}; Python {sys.version.split()[0]}")
+        print(f"nats-server at {url}; Python {sys.version.split()[0]}; gc tuned")
         sample = BusTTSSpeakMessage(TEXT, source="tx", target="rx")
         sample.id, sample.sent_at = "0" * 22, time.time()
         payload = encode(sample)

@@ -35,6 +35,8 @@ import nats
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
 
+from natsbus.collector import tune_collector
+
 PAIRS = 3
 PAYLOAD = b"x" * 100
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -246,6 +248,8 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer jobs, for a smoke run")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    # Every process of the run, natsbus or not, as `natsbus run` sets its own.
+    tune_collector()
     if args.child:
         kind, url, channel = args.child
         await (natsbus_worker if kind == "natsbus" else raw_worker)(url, channel)
@@ -254,7 +258,9 @@ async def main() -> None:
 
     async with NatsServer() as server:
         assert server.pid is not None
-        print(f"nats-server at {server.url}; Python {sys.version.split()[0]}; {PAIRS} pairs")
+        print(
+            f"nats-server at {server.url}; Python {sys.version.split()[0]}; gc tuned; {PAIRS} pairs"
+        )
         print(
             f"{'in flight':>9}  {'':8} {'jobs/s':>8} {'p50 ms':>8} {'server CPU':>11} "
             f"{'client CPU':>11}   (CPU per job, ms)"

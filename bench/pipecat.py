@@ -58,6 +58,7 @@ from pipecat.workers.base_worker import BaseWorker
 from pipecat.workers.runner import WorkerRunner
 
 import natsbus
+from natsbus.collector import tune_collector
 from natsbus.pipecat import NatsBus
 from natsbus.testing import NatsServer
 
@@ -357,6 +358,8 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer messages, for a smoke run")
     parser.add_argument("--publisher", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    # Every process of the run, natsbus or not, as `natsbus run` sets its own.
+    tune_collector()
     if args.publisher:
         await publisher(*args.publisher)
         return
@@ -371,7 +374,9 @@ async def main() -> None:
         print(
             f"nats-server at {nats.url}, redis-server at {redis}; Python {sys.version.split()[0]}"
         )
-        print(f"pid {os.getpid()}; each figure is one run of each bus, on this machine now")
+        print(
+            f"pid {os.getpid()}; gc tuned; each figure is one run of each bus, on this machine now"
+        )
 
         rates = {
             "redis": await throughput("redis", redis, n_redis),

@@ -15,6 +15,7 @@ from typing import Any
 
 from natsbus._cli_nats import add_nats_arguments, nats_options
 from natsbus._redact import redact_url
+from natsbus.collector import tune_collector
 from natsbus.observability import BusMetrics, BusTracing, Health, ObservabilityServer
 
 __all__ = ["add_serve_command", "import_target", "load_factory", "serve", "start_endpoint"]
@@ -168,6 +169,7 @@ async def serve(args: argparse.Namespace) -> int:
         ", ".join(redact_url(u) for u in args.nats_url),
         args.channel,
     )
+    tune_collector()  # start-up is over: see natsbus.collector
     try:
         await server.run()
     finally:

@@ -41,6 +41,7 @@ from natsbus._cli_serve import add_serve_command, import_target, serve, start_en
 from natsbus._cli_top import add_top_command, run_top
 from natsbus._redact import redact_url
 from natsbus.bus import AsyncQueueBus, WorkerBus
+from natsbus.collector import tune_collector
 from natsbus.errors import BusPermissionError, BusUnavailableError
 from natsbus.observability import BusMetrics, BusTracing, Health
 from natsbus.workers import BaseWorker, WorkerRunner
@@ -125,6 +126,7 @@ async def _serve(args: argparse.Namespace) -> int:
         else ("the in-process bus")
     )
     logger.info("hosting worker %r on %s (runner %r)", worker.name, where, runner.name)
+    tune_collector()  # start-up is over: see natsbus.collector
     try:
         await runner.run()
     finally:

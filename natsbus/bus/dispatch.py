@@ -70,6 +70,8 @@ about as much as a no-op in-process dispatch: 1 in 16 cost a flood ~6% of its th
 
 _NOTHING_URGENT: Final[deque[BusMessage]] = deque(maxlen=0)
 """Stands in for "the other lane" of the system lane: always empty, so never urgent."""
+_STEP_ASIDE: Final = 3
+"""Turns of the event loop the data lane gives, at most, to other ready work after a slice."""
 
 
 class DispatchObserver(Protocol):
@@ -330,6 +332,12 @@ class SubscriberDispatcher:
         # message then serves the latency, the handler's duration and the slice's deadline.
         offset = _wall() - perf_counter() if timings is not None else 0.0
         deferred = False
+        # The loop's queue of callbacks ready to run (CPython's event loop: other loops have
+        # none to look at, and the data lane then yields once per slice, as the system lane).
+        ready: deque[object] | None = getattr(loop, "_ready", None)
+        step_aside = _STEP_ASIDE if lane.kind is Lane.DATA and ready is not None else 0
+        if ready is None:
+            ready = deque()
         while True:
             if not queue:
                 if self._closed:
@@ -397,6 +405,13 @@ class SubscriberDispatcher:
                 return  # halted by the handler just run: the next start() takes over
             if urgent or now >= deadline:
                 await sleep(0)
+                # What I/O woke meanwhile (a connection's reader with a cancel, say) is queued
+                # behind this lane in the loop's turn: let it run before the next data handler,
+                # a few turns at most, so that nothing else can starve this lane.
+                for _ in range(step_aside):
+                    if not ready:
+                        break
+                    await sleep(0)
                 deadline = perf_counter() + time_slice
                 if timings is not None:
                     offset = _wall() - perf_counter()
