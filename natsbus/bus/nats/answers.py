@@ -27,6 +27,7 @@ from typing import Final
 
 from nats.js.client import JetStreamContext
 
+from natsbus.bus.nats.jetstream import TTL_HEADER
 from natsbus.bus.nats.outbox import EXPECTED_STREAM_HEADER, MSG_ID_HEADER
 
 __all__ = ["CLAIM_HEADER", "AnsweredCheck", "answer_id"]
@@ -48,6 +49,7 @@ class AnsweredCheck:
         claim_subject: Returns the subject to claim a worker's requests on: one of that
             stream that no consumer reads, under the worker's sender token.
         timeout: Seconds to wait for each answer of the server.
+        ttl: The ``Nats-TTL`` of a claim (the answers' own), or None for the stream's age.
     """
 
     def __init__(
@@ -57,11 +59,13 @@ class AnsweredCheck:
         stream: str,
         claim_subject: Callable[[str], str],
         timeout: float,
+        ttl: str | None = None,
     ) -> None:
         self._jetstream = jetstream
         self._stream = stream
         self._claim_subject = claim_subject
         self._timeout = timeout
+        self._ttl = ttl
 
     async def answered(self, request_id: str, delivered: int, worker: str) -> bool:
         """Whether any delivery before ``delivered`` of the request to ``worker`` was answered.
@@ -79,6 +83,8 @@ class AnsweredCheck:
                 CLAIM_HEADER: "1",
                 EXPECTED_STREAM_HEADER: self._stream,
             }
+            if self._ttl is not None:
+                headers[TTL_HEADER] = self._ttl  # kept as long as the answers it stands for
             ack = await self._jetstream.publish(
                 subject, b"", timeout=self._timeout, headers=headers
             )

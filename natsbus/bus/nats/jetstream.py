@@ -33,16 +33,25 @@ from natsbus.bus.nats.layout import SubjectLayout
 from natsbus.bus.nats.options import JetStreamOptions
 
 __all__ = [
+    "TTL_HEADER",
     "delete_consumer_quietly",
     "ensure_consumer",
     "ensure_streams",
     "instance_consumer_config",
     "job_consumer_config",
+    "ttl_value",
 ]
 
 logger = logging.getLogger(__name__)
 
 _STREAM_CONFIG_CONFLICT: Final = 10058
+TTL_HEADER: Final = "Nats-TTL"
+"""The header that gives a message of the job stream its own maximum age (nats-server 2.11+)."""
+
+
+def ttl_value(seconds: float) -> str:
+    """A ``Nats-TTL`` header's value: whole seconds, at least one."""
+    return f"{max(1, round(seconds))}s"
 
 
 async def ensure_streams(
@@ -67,6 +76,7 @@ async def ensure_streams(
             name=layout.stream,
             subjects=SubjectLayout.stream_subjects(layout.prefix),
             retention=RetentionPolicy.LIMITS,
+            allow_msg_ttl=True,  # a job's replies and controls expire sooner (TTL_HEADER)
             **common,
         ),
     )
@@ -89,6 +99,7 @@ _COMPARED: Final = (
     "max_age",
     "duplicate_window",
     "max_consumers",
+    "allow_msg_ttl",
 )
 """The settings natsbus chooses for its streams; an existing stream that differs is updated."""
 

@@ -35,7 +35,7 @@ from natsbus.bus.nats.consumers import ConsumerStatistics
 from natsbus.bus.nats.copies import copy_subject, send_copy
 from natsbus.bus.nats.inbound import InboundDecoder
 from natsbus.bus.nats.intake import MSG_ID_HEADER, REPLY_TO_HEADER, SENDER_HEADER, JobIntake
-from natsbus.bus.nats.jetstream import ensure_streams
+from natsbus.bus.nats.jetstream import TTL_HEADER, ensure_streams, ttl_value
 from natsbus.bus.nats.layout import SubjectLayout
 from natsbus.bus.nats.ledger import JobLedger, TakenJob
 from natsbus.bus.nats.options import JetStreamOptions
@@ -110,6 +110,7 @@ class JobChannel:
     ) -> None:
         self._layout = layout
         self._options = options
+        self._ttl = ttl_value(options.message_ttl)
         self._instance = instance
         self._codec = codec
         self._stamp = stamp
@@ -159,6 +160,7 @@ class JobChannel:
             jetstream[Lane.DATA],
             stream=self._layout.stream,
             claim_subject=partial(self._layout.job_claims, self._instance),
+            ttl=self._ttl,
             timeout=_CHECK_TIMEOUT,
         )
         async with contextlib.AsyncExitStack() as undo:
@@ -295,7 +297,9 @@ class JobChannel:
                 on_refused = partial(self._request_refused, message)
             else:
                 subject = self._layout.job_control(message.target, message.source)
+                headers[TTL_HEADER] = self._ttl
         else:
+            headers[TTL_HEADER] = self._ttl
             job_key = (message.source, message.job_id)
             job = self._ledger.get(job_key)
             reply_to = job.reply_to if job is not None else None
@@ -362,6 +366,7 @@ class JobChannel:
         Its message id de-duplicates resends; the header naming this instance lets this bus
         skip its own message (it delivered it to its subscribers when it was sent).
         """
+        # No TTL: `natsbus status` reads the workers' announcements for as long as max_age.
         headers = {MSG_ID_HEADER: message.id, SENDER_HEADER: self._instance}
         if message.trace_context:
             headers.update(message.trace_context)
@@ -451,7 +456,7 @@ class JobChannel:
                 OutboundJobMessage(
                     subject=self._layout.job_replies(job.reply_to, Lane.DATA, response.source),
                     data=data,
-                    headers={MSG_ID_HEADER: response.id},
+                    headers={MSG_ID_HEADER: response.id, TTL_HEADER: self._ttl},
                     on_stored=lambda _duplicate: self._spawn(job.delivery.term()),
                 )
             )

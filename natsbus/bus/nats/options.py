@@ -229,6 +229,18 @@ class JetStreamOptions:
             )
 
     @property
+    def message_ttl(self) -> float:
+        """Seconds a job's reply, control or claim stays in the job stream (its ``Nats-TTL``).
+
+        What needs them once they were delivered: a redelivered request's check for its
+        answer (within :attr:`deduplication_window`), and an instance consumer that waits for
+        its bus through an outage (``instance_inactive_threshold``); new consumers read only
+        what comes after them. Lifecycle messages and dead letters keep ``max_age``, for
+        ``natsbus status`` and ``natsbus dlq``.
+        """
+        return min(self.max_age, max(self.deduplication_window, self.instance_inactive_threshold))
+
+    @property
     def deduplication_window(self) -> float:
         """The streams' de-duplication window in seconds (``duplicate_window``, or derived).
 
