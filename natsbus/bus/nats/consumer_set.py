@@ -7,6 +7,8 @@ default from nats-server 2.15) and a deployment with a channel per session runs 
   and the controls (cancels, update requests) of every worker it hosts, the data one its
   other replies. When the hosted workers change, the system consumer's subjects are updated
   in place;
+  On a shared connection pair, the pair's two consumers read those for all its buses instead
+  (:mod:`natsbus.bus.nats.routed`), and this set only says which deliveries its bus wants;
 * one **job request** consumer per hosted worker that takes jobs, shared with every other bus
   hosting that worker in the channel. It outlives the buses (requests wait in it while no bus
   hosts the worker) until the server expires it after
@@ -39,6 +41,7 @@ from natsbus.bus.nats.layout import SubjectLayout
 from natsbus.bus.nats.ledger import JobLedger
 from natsbus.bus.nats.options import JetStreamOptions
 from natsbus.bus.nats.pull import PullLoop
+from natsbus.bus.nats.routed import SharedInstanceConsumers
 from natsbus.messages import Lane
 
 __all__ = ["ConsumerSet"]
@@ -67,6 +70,8 @@ class ConsumerSet:
         instance: The bus's instance id.
         intake: Where delivered job messages go.
         ledger: The jobs taken, for the credit each worker's loop may ask for.
+        routed: The instance consumers of the bus's shared connection pair, if it has one:
+            the bus then has none of its own.
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class ConsumerSet:
         instance: str,
         intake: JobIntake,
         ledger: JobLedger,
+        routed: SharedInstanceConsumers | None = None,
     ) -> None:
         self._clients = clients
         self._jetstream = jetstream
@@ -93,9 +99,20 @@ class ConsumerSet:
         self._controlled: frozenset[str] = frozenset()
         self._job_loops: dict[str, PullLoop] = {}
         self._paused = False
+        self._routed = routed
+        # On a shared pair: the filter subjects this bus's own consumers would have, which
+        # say what it wants of the pair's deliveries (see wants_routed).
+        self._wanted: frozenset[str] = frozenset()
+        self._observing: tuple[str, ...] = ()
 
     async def start(self) -> None:
-        """Make the instance consumers and start reading them."""
+        """Make the instance consumers and start reading them (on a pair: join its own)."""
+        if self._routed is not None:
+            for lane in _LANES:
+                self._configs[lane] = self._instance_config(lane, frozenset(), frozenset())
+            self._want(self._configs.values())
+            self._routed.join(self._layout.root, self)
+            return
         for lane in _LANES:
             config = self._instance_config(lane, frozenset(), frozenset())
             self._configs[lane] = config
@@ -172,6 +189,25 @@ class ConsumerSet:
             )
         return wider
 
+    def wants_routed(self, subject: str) -> bool:
+        """Whether a delivery of the pair's consumers is for this bus (see ``routed.py``).
+
+        Exactly what this bus's own consumers' filter subjects would let through: its
+        replies, its workers' controls, the lifecycle messages of its targets.
+        """
+        if subject[: subject.rfind(".")] + ".*" in self._wanted:
+            return True
+        return any(subject.startswith(prefix) for prefix in self._observing)
+
+    def on_routed_message(self, msg: Msg) -> None:
+        """A delivery of the pair's consumers that this bus wants."""
+        self._intake.on_routed_message(msg)
+
+    def _want(self, configs: Iterable[ConsumerConfig]) -> None:
+        subjects = [s for config in configs for s in config.filter_subjects or ()]
+        self._wanted = frozenset(s for s in subjects if not s.endswith(".>"))
+        self._observing = tuple(s[:-1] for s in subjects if s.endswith(".>"))
+
     async def pause_jobs(self) -> None:
         """Stop taking job requests; controls and replies keep flowing."""
         self._paused = True
@@ -210,7 +246,14 @@ class ConsumerSet:
         self._job_loops.clear()
 
     async def delete_instance_consumers(self) -> None:
-        """Delete the instance's consumers (the server would after their inactive threshold)."""
+        """Delete the instance's consumers (the server would after their inactive threshold).
+
+        On a shared pair, stop taking the pair's deliveries instead (its consumers stay).
+        """
+        if self._routed is not None:
+            self._routed.leave(self._layout.root, self)
+            self._controlled = frozenset()
+            return
         stream = self._layout.stream
         for loop in self._instance_loops.values():
             await delete_consumer_quietly(self._jetstream[Lane.SYSTEM], stream, loop.consumer)
@@ -227,6 +270,11 @@ class ConsumerSet:
             ("instance", "", lane, self._layout.stream, loop.consumer)
             for lane, loop in self._instance_loops.items()
         )
+        if self._routed is not None:
+            wanted.extend(
+                ("instance", "", lane, self._routed.stream, name)
+                for lane, name in self._routed.consumers.items()
+            )
         return await query_consumers(self._jetstream, wanted, timeout)
 
     # --- internals ------------------------------------------------------------------------------
@@ -253,6 +301,12 @@ class ConsumerSet:
 
         Returns True if one was left wider than that (``narrow=False``).
         """
+        if self._routed is not None:
+            # The pair's consumers read everything: only what this bus keeps changes.
+            configs = [self._instance_config(lane, controlled, listening) for lane in _LANES]
+            self._want(configs)
+            self._controlled = controlled
+            return False
         wider = False
         for lane in _LANES:
             current = self._configs[lane]

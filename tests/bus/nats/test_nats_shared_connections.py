@@ -15,7 +15,7 @@ import pytest
 from natsbus import BusClosedError, NatsBus, NatsConnections
 from natsbus.bus import WorkerBus
 from natsbus.bus.nats import JetStreamOptions
-from natsbus.messages import BusTTSSpeakMessage
+from natsbus.messages import BusDeactivateWorkerMessage, BusEndMessage, BusTTSSpeakMessage
 from natsbus.testing import NatsServer
 from natsbus.testing.contract import BusContract, Recorder
 
@@ -123,6 +123,60 @@ async def test_jobs_of_two_sessions_on_one_pair_reach_only_their_own_workers(
                 assert j.response == {"echo": {"n": 1}}
                 assert j.job_id in tool.ran and j.job_id not in other.ran
         assert monitor(server, "connz")["num_connections"] == 2
+
+
+def job_stream_consumers(server: NatsServer) -> list[str]:
+    jsz = monitor(server, "jsz?consumers=true")
+    return [
+        consumer["name"]
+        for account in jsz.get("account_details", [])
+        for stream in account.get("stream_detail", [])
+        if stream["name"] == "NATSBUS_JOBS"
+        for consumer in stream.get("consumer_detail", [])
+    ]
+
+
+async def test_the_buses_of_a_pair_share_its_two_instance_consumers_and_get_only_their_own(
+    server: NatsServer,
+) -> None:
+    async with NatsConnections(server.url) as connections:
+        recorders = {channel: Recorder("listener") for channel in "abcde"}
+        buses = [session_bus(connections, channel) for channel in recorders]
+        for bus, recorder in zip(buses, recorders.values(), strict=True):
+            await bus.subscribe(recorder)
+            await bus.start()
+        # Two for the pair, whatever the number of buses on it.
+        assert sorted(job_stream_consumers(server)) == [
+            f"inst_{connections.instance}_data",
+            f"inst_{connections.instance}_sys",
+        ]
+        outside = NatsBus(servers=server.url, channel="a")  # its own connections
+        await outside.start()
+        try:
+            # In channel a: for a target nobody in a listens for (b's listener), for a's
+            # listener, then a broadcast.
+            for message in (
+                BusDeactivateWorkerMessage(source="outside", target=recorders["b"].name),
+                BusDeactivateWorkerMessage(source="outside", target=recorders["a"].name),
+                BusEndMessage(source="outside", reason="the end"),
+            ):
+                await outside.send(message)
+            await recorders["a"].wait_until(
+                lambda: any(isinstance(m, BusEndMessage) for m in recorders["a"].received)
+            )
+            await asyncio.sleep(0.2)  # anything misrouted would have arrived by now
+        finally:
+            await outside.stop()
+        lifecycle = (BusDeactivateWorkerMessage, BusEndMessage)
+        assert [
+            (type(m), m.target) for m in recorders["a"].received if isinstance(m, lifecycle)
+        ] == [(BusDeactivateWorkerMessage, recorders["a"].name), (BusEndMessage, None)]
+        for channel in "bcde":
+            assert not [m for m in recorders[channel].received if isinstance(m, lifecycle)]
+        for bus in buses:
+            await bus.stop()
+    # The pair deletes its consumers as it closes.
+    assert await settled(lambda: len(job_stream_consumers(server)), 0) == 0
 
 
 async def test_every_bus_on_the_pair_takes_jobs_again_after_the_server_restarts(
