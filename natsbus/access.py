@@ -151,10 +151,13 @@ def permissions(
         subscribe.extend(f"{root}.{lane}.all.*" for lane in _LANES)
         for name in hosted:
             subscribe.extend(f"{root}.{lane}.to.{encode_token(name)}.*" for lane in _LANES)
+    runs_jobs = role in (BusRole.WORKER, BusRole.RUNNER)
+    # On a shared pair, a worker's requests are listened for (a doorbell) until the first one
+    # makes its consumer: see natsbus/bus/nats/doorbell.py.
+    subscribe.extend(layout.job_requests(name) for name in hosted if runs_jobs)
     subscribe.append(f"{layout.inbox_prefix}.>")
 
     # What it sends, always under its own sender tokens.
-    runs_jobs = role in (BusRole.WORKER, BusRole.RUNNER)
     for name in hosted if role is not BusRole.OBSERVER else ():
         sender = encode_token(name)
         for lane in _LANES:

@@ -303,6 +303,8 @@ class JobChannel:
                 headers[EXPECTED_STREAM_HEADER] = self._layout.request_stream
                 self._senders.sending(message)
                 on_refused = partial(self._request_refused, message)
+                if self._consumers is not None:
+                    self._consumers.requested(message.target)
             else:
                 subject = self._layout.job_control(message.target, message.source)
         else:
