@@ -462,7 +462,7 @@ class NatsBus(WorkerBus):
         if self._shared is not None:
             # The pair reads with yields already, and tells this bus what concerns it.
             self._clients = dict(await self._shared.attach(self._layout.root, self._watch))
-            self._jetstream = {lane: client.jetstream() for lane, client in self._clients.items()}
+            self._jetstream = dict(self._shared.jetstream)
             return
         if self._given_clients is not None:
             system, data = self._given_clients

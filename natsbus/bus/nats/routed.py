@@ -77,6 +77,7 @@ class SharedInstanceConsumers:
 
     Args:
         clients: The pair's connections by lane.
+        jetstream: Their JetStream contexts.
         layout: Any of the pair's layouts for this stream (its prefix and stream are used).
         options: The JetStream options of the first bus (its ack wait and inactive
             threshold).
@@ -87,14 +88,13 @@ class SharedInstanceConsumers:
         self,
         *,
         clients: Mapping[Lane, Client],
+        jetstream: Mapping[Lane, JetStreamContext],
         layout: SubjectLayout,
         options: JetStreamOptions,
         instance: str,
     ) -> None:
         self._clients = clients
-        self._jetstream: dict[Lane, JetStreamContext] = {
-            lane: client.jetstream() for lane, client in clients.items()
-        }
+        self._jetstream = jetstream
         self._stream = layout.stream
         self._prefix = layout.prefix
         self._skip = len(layout.prefix) + 1  # "<prefix>." before the channel token

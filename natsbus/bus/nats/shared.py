@@ -23,6 +23,7 @@ from typing import Self
 
 from nats.aio.client import Client
 from nats.errors import SlowConsumerError
+from nats.js.client import JetStreamContext
 
 from natsbus.bus.dispatch import DEFAULT_TIME_SLICE
 from natsbus.bus.nats.connection import close_connection, open_connection
@@ -81,6 +82,7 @@ class NatsConnections:
         self.name = name
         self._time_slice = time_slice
         self._clients: dict[Lane, Client] = {}
+        self._jetstream: dict[Lane, JetStreamContext] = {}
         # The buses' watches, by their subject root in lower case (nats-py lowercases the
         # subject of a refusal); one bus per channel (see attach).
         self._watches: dict[str, ConnectionWatch] = {}
@@ -104,6 +106,11 @@ class NatsConnections:
     def clients(self) -> Mapping[Lane, Client]:
         """The connections by lane (empty until opened)."""
         return self._clients
+
+    @property
+    def jetstream(self) -> Mapping[Lane, JetStreamContext]:
+        """The connections' JetStream contexts by lane (empty until opened)."""
+        return self._jetstream
 
     @property
     def is_open(self) -> bool:
@@ -134,6 +141,8 @@ class NatsConnections:
                 await close_connection(system)
                 raise
             self._clients = {Lane.SYSTEM: system, Lane.DATA: data}
+            # One JetStream context per connection, for every bus (about 1.4 KiB each).
+            self._jetstream = {lane: client.jetstream() for lane, client in self._clients.items()}
 
     async def close(self) -> None:
         """Close both connections; buses still using them lose them (stop those first)."""
@@ -206,7 +215,11 @@ class NatsConnections:
             shared = self._instance_consumers.get(key)
             if shared is None:
                 shared = SharedInstanceConsumers(
-                    clients=self._clients, layout=layout, options=options, instance=self.instance
+                    clients=self._clients,
+                    jetstream=self._jetstream,
+                    layout=layout,
+                    options=options,
+                    instance=self.instance,
                 )
                 await shared.start()
                 self._instance_consumers[key] = shared
