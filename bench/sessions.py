@@ -1,9 +1,9 @@
 """Benchmark sessions: start latency, concurrent sessions with 20 ms audio, memory per session.
 
-Run: ``.venv/bin/python bench/sessions.py [--quick]``
+Run: ``.venv/bin/python bench/sessions.py [serve|idle|restart|filters|all] [--quick]``
 
-Against a nats-server of its own and two serving processes (``natsbus serve``,
-``bench.session_app:make_session``), it prints in one run:
+``serve`` (the sessions issue): against a nats-server of its own and two serving processes
+(``natsbus serve``, ``bench.session_app:make_session``), it prints in one run:
 
 * session start latency (``start_session`` called -> all the session's workers ready) p50 and
   p99, with sessions requested open-loop at 10 and at 50 per second (each held 2 s);
@@ -14,6 +14,23 @@ Against a nats-server of its own and two serving processes (``natsbus serve``,
   first, so that no earlier session's freed memory hides it).
 
 Targets on the 2-core development machine: start p99 <= 250 ms at 10/s; frame p99 <= 20 ms.
+
+``idle`` (issue #17, "thousands of sessions per process"): idle sessions started one after
+the other in this process on one shared connection pair, for 100, 1,000 and 5,000 sessions
+(``--quick``: 100), each on a fresh nats-server, and 100 on connections of their own (the
+baseline): per session, the start time, the memory held (the Python allocations traced by
+``tracemalloc``, in a second run), the server-side connections, subscriptions and consumers
+added; then the time to stop them all and how many stops did not return within
+10 s. A raw nats-py "session" (two subscriptions on shared connections) is the floor.
+Targets: <= 3 ms to start, <= 40 KiB held, no connection nor consumer per session, all
+stopped in under 10 s with none stuck.
+
+``restart``: a process holding 1,000 idle sessions (``--quick``: 100) is SIGKILLed and
+another one starts as many, on a server with the default limits: it must come up without a
+limit error ("maximum consumers limit reached").
+
+``filters``: what updating one consumer with n filter subjects costs the server (why a pair's
+buses do not each add theirs to the pair's consumers: see docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -25,6 +42,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import idle
 
 import natsbus
 from natsbus.errors import NatsBusError
@@ -119,6 +138,55 @@ async def end_all(sessions: list[SessionHandle]) -> None:
         await session.close()
 
 
+def verdict(ok: bool) -> str:
+    return "OK" if ok else "MISSED"
+
+
+async def idle_part(quick: bool) -> None:
+    counts = [100] if quick else [100, 1000, 5000]
+    raw_ms, raw_kib = await idle.raw_floor(100)
+    print(f"idle sessions; raw nats-py floor: {raw_ms:.2f} ms and {raw_kib:.1f} KiB per session")
+    rows = [(await idle.measure(100, shared=False), "own connections")]
+    rows += [(await idle.measure(count, shared=True), "shared pair") for count in counts]
+    print(
+        f"{'sessions':>8}  {'connections of':<16} {'start ms':>8} {'KiB':>7} {'conns':>5}"
+        f" {'subs':>6} {'consumers':>9} {'stop s':>7} {'stuck':>5}"
+    )
+    for f, kind in rows:
+        print(
+            f"{f.sessions:>8}  {kind:<16} {f.start_ms:>8.2f} {f.memory_kib:>7.1f}"
+            f" {f.connections:>5} {f.subscriptions:>6.1f} {f.consumers:>9.1f}"
+            f" {f.stop_s:>7.2f} {f.stuck:>5}"
+        )
+    for f, kind in rows[1:]:
+        print(
+            f"  {f.sessions} sessions, {kind}:"
+            f" start {f.start_ms:.2f} ms {verdict(f.start_ms <= idle.START_TARGET_MS)};"
+            f" memory {f.memory_kib:.1f} KiB {verdict(f.memory_kib <= idle.MEMORY_TARGET_KIB)};"
+            f" connections +{f.connections} {verdict(f.connections == 0)};"
+            f" consumers {f.consumers:.2f} per session {verdict(f.consumers * f.sessions < 1)};"
+            f" stop {f.stop_s:.1f} s, {f.stuck} stuck"
+            f" {verdict(f.stop_s < idle.STOP_TARGET_S and f.stuck == 0)}"
+        )
+
+
+async def restart_part(quick: bool) -> None:
+    count = 100 if quick else 1000
+    first, second, consumers = await idle.kill_and_restart(count)
+    ok = "error:" not in second and f"started {count} errors 0" in second
+    print(f"kill and restart with {count} idle sessions (default server limits):")
+    print(f"  first process: {first}")
+    print(f"  after SIGKILL, the next: {second}; consumers on the server: {consumers}")
+    print(f"  comes up without a limit error: {verdict(ok)}")
+
+
+async def filters_part(quick: bool) -> None:
+    counts = [100, 1000] if quick else [100, 1000, 3000, 6000]
+    print("updating one consumer with n filter subjects (nats-server checks every pair):")
+    for n, seconds in await idle.filter_update_cost(counts):
+        print(f"  {n:>6} filters: {seconds * 1000:8.1f} ms per update")
+
+
 async def main(quick: bool) -> None:
     with tempfile.TemporaryDirectory() as store:
         async with NatsServer(store_dir=Path(store)) as server:
@@ -170,7 +238,13 @@ async def main(quick: bool) -> None:
                     await process.wait()
 
 
+PARTS = {"serve": main, "idle": idle_part, "restart": restart_part, "filters": filters_part}
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("part", nargs="?", default="all", choices=[*PARTS, "all"])
     parser.add_argument("--quick", action="store_true", help="fewer sessions, shorter steps")
-    asyncio.run(main(parser.parse_args().quick))
+    args = parser.parse_args()
+    for name, part in PARTS.items():
+        if args.part in (name, "all"):
+            asyncio.run(part(args.quick))

@@ -154,10 +154,13 @@ def permissions(
     # The fast copies of replies (natsbus.bus.nats.copies), for any instance: instance ids are
     # random, and whoever may read the job stream reads the stored replies anyway.
     subscribe.append(f"{root}.rsp.>")
+    runs_jobs = role in (BusRole.WORKER, BusRole.RUNNER)
+    # On a shared pair, a worker's requests are listened for (a doorbell) until the first one
+    # makes its consumer: see natsbus/bus/nats/doorbell.py.
+    subscribe.extend(layout.job_requests(name) for name in hosted if runs_jobs)
     subscribe.append(f"{layout.inbox_prefix}.>")
 
     # What it sends, always under its own sender tokens.
-    runs_jobs = role in (BusRole.WORKER, BusRole.RUNNER)
     for name in hosted if role is not BusRole.OBSERVER else ():
         sender = encode_token(name)
         for lane in _LANES:

@@ -276,6 +276,10 @@ async def test_a_sessions_consumers_live_in_memory_and_go_with_it(fleet: Fleet) 
         async with natsbus.connect(fleet.url) as client:
             session = await client.start_session("voice", timeout=30)
             layout = SubjectLayout(session.channel)
+            # An idle session holds no request consumer: its first job makes it.
+            names = {c.name for c in await js.consumers_info(layout.request_stream)}
+            assert layout.job_consumer("talker") not in names
+            await session.request("talker", "echo", {}, timeout=20)
             info = await js.consumer_info(layout.request_stream, layout.job_consumer("talker"))
             assert info.config.mem_storage  # made and deleted per session: no disk writes
             await session.cancel("test over")

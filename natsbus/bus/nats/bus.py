@@ -144,7 +144,9 @@ class NatsBus(WorkerBus):
         if self._tally is not None:
             self._tally.follow(self, self._counts)
         self._decoder = InboundDecoder(self._codec, dropped=self._counts.decode_errors)
-        self._instance = secrets.token_hex(8)
+        # On a shared pair every bus has the pair's instance id: (channel, instance) still
+        # names one bus, and the pair's consumers read the replies of all (see routed.py).
+        self._instance = connections.instance if connections is not None else secrets.token_hex(8)
         self._given_clients = clients
         self._shared = connections
         self._clients: dict[Lane, Client] = {}
@@ -159,6 +161,7 @@ class NatsBus(WorkerBus):
             stamp=self.stamp,
             counts=self._counts,
             name=self.name,
+            shared=connections,
         )
         self._interest = Interest(
             layout=self._layout,
@@ -471,7 +474,7 @@ class NatsBus(WorkerBus):
         if self._shared is not None:
             # The pair reads with yields already, and tells this bus what concerns it.
             self._clients = dict(await self._shared.attach(self._layout.root, self._watch))
-            self._jetstream = {lane: client.jetstream() for lane, client in self._clients.items()}
+            self._jetstream = dict(self._shared.jetstream)
             return
         if self._given_clients is not None:
             system, data = self._given_clients

@@ -21,7 +21,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
@@ -41,6 +41,7 @@ from natsbus.bus.nats.ledger import JobLedger, TakenJob
 from natsbus.bus.nats.options import JetStreamOptions
 from natsbus.bus.nats.outbox import EXPECTED_STREAM_HEADER, JobOutbox, OutboundJobMessage
 from natsbus.bus.nats.senders import SenderCheck
+from natsbus.bus.nats.shared import NatsConnections
 from natsbus.bus.statistics import NetworkCounts
 from natsbus.codec import Codec
 from natsbus.errors import BusClosedError, BusUnavailableError
@@ -56,6 +57,7 @@ __all__ = ["DEAD_LETTER_HEADER", "JobChannel", "mapped"]
 
 logger = logging.getLogger("natsbus.bus.nats")
 
+_T = TypeVar("_T")
 _LANES: Final[tuple[Lane, Lane]] = (Lane.SYSTEM, Lane.DATA)
 DEAD_LETTER_HEADER: Final = "Natsbus-Deliveries"
 """On a dead-lettered request: how many times it was delivered before it was given up."""
@@ -63,14 +65,14 @@ _CHECK_TIMEOUT: Final = 2.0
 """Seconds to wait for each answer of the server while checking a redelivered request."""
 
 
-async def mapped(step: str, work: Awaitable[None]) -> None:
+async def mapped(step: str, work: Awaitable[_T]) -> _T:
     """Run one step of a start, turning nats-py's errors into natsbus's (cause chained).
 
     Raises:
         BusUnavailableError: The step failed (JetStream missing, the server away or silent).
     """
     try:
-        await work
+        return await work
     except ServiceUnavailableError as error:
         raise BusUnavailableError(
             f"{step} failed: JetStream is not available on the server (start nats-server with"
@@ -93,6 +95,8 @@ class JobChannel:
         stamp: Stamps a message the channel sends on a worker's behalf (id, send time).
         counts: Where the bus counts what happens to its jobs (redeliveries, duplicates...).
         name: The bus's name, for logs.
+        shared: The bus's shared connection pair, if it has one: the streams are then made
+            once per pair, and the pair's instance consumers read for the bus.
     """
 
     def __init__(
@@ -107,8 +111,10 @@ class JobChannel:
         stamp: Callable[[BusMessage], None],
         counts: NetworkCounts,
         name: str = "",
+        shared: NatsConnections | None = None,
     ) -> None:
         self._layout = layout
+        self._shared = shared
         self._options = options
         self._ttl = ttl_value(options.message_ttl)
         self._instance = instance
@@ -164,10 +170,17 @@ class JobChannel:
             timeout=_CHECK_TIMEOUT,
         )
         async with contextlib.AsyncExitStack() as undo:
-            await mapped(
-                "making the job streams",
-                ensure_streams(jetstream[Lane.DATA], self._layout, self._options),
-            )
+            streams = partial(ensure_streams, jetstream[Lane.DATA], self._layout, self._options)
+            routed = None
+            if self._shared is None:
+                await mapped("making the job streams", streams())
+            else:
+                key = ("streams", self._layout.prefix, self._layout.stream, self._options)
+                await mapped("making the job streams", self._shared.once(key, streams))
+                routed = await mapped(
+                    "making the pair's consumers",
+                    self._shared.instance_consumers(self._layout, self._options),
+                )
             for lane in _LANES:
                 outbox = JobOutbox(
                     client=clients[lane],
@@ -188,6 +201,7 @@ class JobChannel:
                 instance=self._instance,
                 intake=self._intake,
                 ledger=self._ledger,
+                routed=routed,
             )
             undo.push_async_callback(self._release, consumers)
             await mapped("making the bus's consumers", consumers.start())
@@ -295,6 +309,8 @@ class JobChannel:
                 headers[EXPECTED_STREAM_HEADER] = self._layout.request_stream
                 self._senders.sending(message)
                 on_refused = partial(self._request_refused, message)
+                if self._consumers is not None:
+                    self._consumers.requested(message.target)
             else:
                 subject = self._layout.job_control(message.target, message.source)
                 headers[TTL_HEADER] = self._ttl

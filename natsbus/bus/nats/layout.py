@@ -38,7 +38,10 @@ without handing out what was already done.
 ``<C>``, ``<W>`` and ``<S>`` are names escaped by
 :func:`~natsbus.bus.nats.subjects.encode_token`, so any worker name works (dots, spaces, ``*``,
 ``>`` and non-ASCII included). ``<I>`` is the random id of one bus instance: replies reach the
-instance that asked even when several instances share a worker name.
+instance that asked even when several instances share a worker name. The buses of one shared
+connection pair share its ``<I>`` (one bus per channel on a pair, so channel and ``<I>`` name
+one bus), and the pair reads for all of them through two consumers: see
+:mod:`natsbus.bus.nats.routed`.
 """
 
 from __future__ import annotations

@@ -69,6 +69,7 @@ class JobLedger:
         self._message_ids: set[str] = set()
         self._per_worker: Counter[str] = Counter()
         self._task: asyncio.Task[None] | None = None
+        self._started = False
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -77,8 +78,16 @@ class JobLedger:
         return job_id in self._jobs
 
     def start(self) -> None:
-        """Start signalling progress for the jobs in the ledger."""
-        if self._task is None:
+        """Signal progress for the jobs in the ledger from now on.
+
+        The task that does it runs only while there are jobs (a bus of an idle session holds
+        none: one task less per session).
+        """
+        self._started = True
+        self._keep_signalling()
+
+    def _keep_signalling(self) -> None:
+        if self._started and self._jobs and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._keep_alive(), name="natsbus-job-progress")
 
     async def stop(self, *, release: bool) -> None:
@@ -88,6 +97,7 @@ class JobLedger:
             release: Ask the server to redeliver every unanswered job now (``nak``) instead of
                 after ``ack_wait``, so another bus takes them over at once.
         """
+        self._started = False
         task, self._task = self._task, None
         if task is not None:
             await cancel_and_wait((task,))
@@ -118,6 +128,7 @@ class JobLedger:
         self._jobs[(job.worker, job.job_id)] = job
         self._message_ids.add(job.message_id)
         self._per_worker[job.worker] += 1
+        self._keep_signalling()
 
     def finish(self, key: tuple[str, str]) -> TakenJob | None:
         """Forget job ``(worker, job_id)`` once its response is stored; return it to ack."""
@@ -137,6 +148,8 @@ class JobLedger:
         while True:
             slept_from = loop.time()
             await asyncio.sleep(self._progress_interval)
+            if not self._jobs:
+                return  # none left: the next job taken starts this again
             # A loop blocked for an ack_wait lets the server give the jobs to another bus.
             late = loop.time() - slept_from > 2 * self._progress_interval
             for job in list(self._jobs.values()):

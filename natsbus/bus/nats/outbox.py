@@ -100,6 +100,7 @@ class JobOutbox:
         self._empty.set()
         self._subscription: Subscription | None = None
         self._retry_task: asyncio.Task[None] | None = None
+        self._started = False
         self._closed = False
         self._counts = counts if counts is not None else NetworkCounts()
 
@@ -112,14 +113,23 @@ class JobOutbox:
         return len(self._unacked)
 
     async def start(self) -> None:
-        """Listen for acknowledgements and start the retry task."""
+        """Listen for acknowledgements (the retry task runs while messages wait for theirs)."""
         # No client-side limit: at most ``size`` acknowledgements are ever owed.
         self._subscription = await self._client.subscribe(
             f"{self._inbox}.*", cb=self._on_ack, pending_msgs_limit=-1, pending_bytes_limit=-1
         )
-        self._retry_task = asyncio.create_task(
-            self._retry_loop(), name=f"natsbus-outbox-{self._name}"
-        )
+        self._started = True
+        self._keep_retrying()
+
+    def _keep_retrying(self) -> None:
+        # The retry loop runs only while messages wait for their acknowledgement: an idle
+        # bus's outboxes would otherwise wake 4 times a second each, which at 5,000 sessions
+        # in one process was all of its CPU.
+        idle = self._retry_task is None or self._retry_task.done()
+        if idle and self._unacked and self._started and not self._closed:
+            self._retry_task = asyncio.create_task(
+                self._retry_loop(), name=f"natsbus-outbox-{self._name}"
+            )
 
     async def put(self, message: OutboundJobMessage) -> None:
         """Publish a message and keep it until the stream acknowledges it.
@@ -140,6 +150,7 @@ class JobOutbox:
         message.headers.setdefault(EXPECTED_STREAM_HEADER, self._stream)
         self._unacked[token] = message
         self._empty.clear()
+        self._keep_retrying()
         await self._send(token, message)
 
     async def flush(self, timeout: float | None = None) -> None:
@@ -255,6 +266,8 @@ class JobOutbox:
     async def _retry_loop(self) -> None:
         while True:
             await asyncio.sleep(self._retry_interval)
+            if not self._unacked:
+                return  # all stored: the next put starts the loop again
             deadline = time.monotonic() - self._ack_timeout
             for token, message in list(self._unacked.items()):
                 if message.last_sent <= deadline and self._client.is_connected:

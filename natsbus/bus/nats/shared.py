@@ -16,18 +16,21 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+import secrets
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from types import TracebackType
 from typing import Self
 
 from nats.aio.client import Client
 from nats.errors import SlowConsumerError
+from nats.js.client import JetStreamContext
 
 from natsbus.bus.dispatch import DEFAULT_TIME_SLICE
 from natsbus.bus.nats.connection import close_connection, open_connection
 from natsbus.bus.nats.fairness import yield_between_reads
-from natsbus.bus.nats.layout import DEFAULT_PREFIX
-from natsbus.bus.nats.options import NatsConnectOptions
+from natsbus.bus.nats.layout import DEFAULT_PREFIX, SubjectLayout
+from natsbus.bus.nats.options import JetStreamOptions, NatsConnectOptions
+from natsbus.bus.nats.routed import SharedInstanceConsumers
 from natsbus.bus.nats.watch import ConnectionWatch, permission_denied
 from natsbus.bus.statistics import NetworkCounts
 from natsbus.errors import BusClosedError
@@ -79,6 +82,7 @@ class NatsConnections:
         self.name = name
         self._time_slice = time_slice
         self._clients: dict[Lane, Client] = {}
+        self._jetstream: dict[Lane, JetStreamContext] = {}
         # The buses' watches, by their subject root in lower case (nats-py lowercases the
         # subject of a refusal); one bus per channel (see attach).
         self._watches: dict[str, ConnectionWatch] = {}
@@ -92,11 +96,21 @@ class NatsConnections:
         )
         self._opening = asyncio.Lock()
         self._closed = False
+        self.instance = secrets.token_hex(8)
+        """The instance id of every bus on the pair: (channel, instance) names one bus."""
+        self._done: set[Hashable] = set()
+        self._once = asyncio.Lock()
+        self._instance_consumers: dict[tuple[str, str], SharedInstanceConsumers] = {}
 
     @property
     def clients(self) -> Mapping[Lane, Client]:
         """The connections by lane (empty until opened)."""
         return self._clients
+
+    @property
+    def jetstream(self) -> Mapping[Lane, JetStreamContext]:
+        """The connections' JetStream contexts by lane (empty until opened)."""
+        return self._jetstream
 
     @property
     def is_open(self) -> bool:
@@ -127,12 +141,17 @@ class NatsConnections:
                 await close_connection(system)
                 raise
             self._clients = {Lane.SYSTEM: system, Lane.DATA: data}
+            # One JetStream context per connection, for every bus (about 1.4 KiB each).
+            self._jetstream = {lane: client.jetstream() for lane, client in self._clients.items()}
 
     async def close(self) -> None:
         """Close both connections; buses still using them lose them (stop those first)."""
         self._closed = True
         if self._watches:
             logger.warning("%s closed while %d bus(es) still use it", self.name, self.buses)
+        consumers, self._instance_consumers = self._instance_consumers, {}
+        for shared in consumers.values():
+            await shared.close()
         clients, self._clients = self._clients, {}
         for client in clients.values():
             await close_connection(client)
@@ -165,6 +184,47 @@ class NatsConnections:
         if self._watches.get(root.lower()) is watch:
             del self._watches[root.lower()]
 
+    async def once(self, key: Hashable, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` the first time a bus asks for ``key``; later asks return at once.
+
+        What every bus would otherwise do at each start against the same server (make sure
+        the job streams exist: two JetStream API calls) is done once per pair. A ``work``
+        that raises is tried again by the next bus.
+        """
+        if key in self._done:
+            return
+        async with self._once:
+            if key not in self._done:
+                await work()
+                self._done.add(key)
+
+    async def instance_consumers(
+        self, layout: SubjectLayout, options: JetStreamOptions
+    ) -> SharedInstanceConsumers:
+        """The pair's instance consumers of ``layout``'s job stream, made on first use.
+
+        Raises:
+            nats.errors.Error: The server refused or did not answer (the next bus tries
+                again).
+        """
+        key = (layout.prefix, layout.stream)
+        shared = self._instance_consumers.get(key)
+        if shared is not None:
+            return shared
+        async with self._once:
+            shared = self._instance_consumers.get(key)
+            if shared is None:
+                shared = SharedInstanceConsumers(
+                    clients=self._clients,
+                    jetstream=self._jetstream,
+                    layout=layout,
+                    options=options,
+                    instance=self.instance,
+                )
+                await shared.start()
+                self._instance_consumers[key] = shared
+        return shared
+
     async def __aenter__(self) -> Self:
         await self.open()
         return self
@@ -188,6 +248,8 @@ class NatsConnections:
 
         async def reconnected() -> None:
             await pair_reconnected()
+            for shared in self._instance_consumers.values():
+                shared.renew()
             for watch in list(self._watches.values()):
                 await watch.reconnected_callback(lane)()
 

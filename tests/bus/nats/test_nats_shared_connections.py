@@ -15,7 +15,8 @@ import pytest
 from natsbus import BusClosedError, NatsBus, NatsConnections
 from natsbus.bus import WorkerBus
 from natsbus.bus.nats import JetStreamOptions
-from natsbus.messages import BusTTSSpeakMessage
+from natsbus.bus.nats.layout import SubjectLayout
+from natsbus.messages import BusDeactivateWorkerMessage, BusEndMessage, BusTTSSpeakMessage
 from natsbus.testing import NatsServer
 from natsbus.testing.contract import BusContract, Recorder
 
@@ -123,6 +124,110 @@ async def test_jobs_of_two_sessions_on_one_pair_reach_only_their_own_workers(
                 assert j.response == {"echo": {"n": 1}}
                 assert j.job_id in tool.ran and j.job_id not in other.ran
         assert monitor(server, "connz")["num_connections"] == 2
+
+
+def consumers_of(server: NatsServer, stream_name: str) -> list[str]:
+    jsz = monitor(server, "jsz?consumers=true")
+    return [
+        consumer["name"]
+        for account in jsz.get("account_details", [])
+        for stream in account.get("stream_detail", [])
+        if stream["name"] == stream_name
+        for consumer in stream.get("consumer_detail", [])
+    ]
+
+
+def job_stream_consumers(server: NatsServer) -> list[str]:
+    return consumers_of(server, "NATSBUS_JOBS")
+
+
+async def test_the_buses_of_a_pair_share_its_two_instance_consumers_and_get_only_their_own(
+    server: NatsServer,
+) -> None:
+    async with NatsConnections(server.url) as connections:
+        recorders = {channel: Recorder("listener") for channel in "abcde"}
+        buses = [session_bus(connections, channel) for channel in recorders]
+        for bus, recorder in zip(buses, recorders.values(), strict=True):
+            await bus.subscribe(recorder)
+            await bus.start()
+        # Two for the pair, whatever the number of buses on it.
+        assert sorted(job_stream_consumers(server)) == [
+            f"inst_{connections.instance}_data",
+            f"inst_{connections.instance}_sys",
+        ]
+        outside = NatsBus(servers=server.url, channel="a")  # its own connections
+        await outside.start()
+        try:
+            # In channel a: for a target nobody in a listens for (b's listener), for a's
+            # listener, then a broadcast.
+            for message in (
+                BusDeactivateWorkerMessage(source="outside", target=recorders["b"].name),
+                BusDeactivateWorkerMessage(source="outside", target=recorders["a"].name),
+                BusEndMessage(source="outside", reason="the end"),
+            ):
+                await outside.send(message)
+            await recorders["a"].wait_until(
+                lambda: any(isinstance(m, BusEndMessage) for m in recorders["a"].received)
+            )
+            await asyncio.sleep(0.2)  # anything misrouted would have arrived by now
+        finally:
+            await outside.stop()
+        lifecycle = (BusDeactivateWorkerMessage, BusEndMessage)
+        assert [
+            (type(m), m.target) for m in recorders["a"].received if isinstance(m, lifecycle)
+        ] == [(BusDeactivateWorkerMessage, recorders["a"].name), (BusEndMessage, None)]
+        for channel in "bcde":
+            assert not [m for m in recorders[channel].received if isinstance(m, lifecycle)]
+        for bus in buses:
+            await bus.stop()
+    # The pair deletes its consumers as it closes.
+    assert await settled(lambda: len(job_stream_consumers(server)), 0) == 0
+
+
+def tool_consumers(server: NatsServer) -> list[str]:
+    # The outside client's own request consumer is not the point.
+    return [name for name in consumers_of(server, "NATSBUS_JOBS_REQUESTS") if "_tool_" in name]
+
+
+async def test_a_worker_on_a_pair_makes_its_request_consumer_at_its_first_request(
+    server: NatsServer,
+) -> None:
+    outside_client = Client("outside")
+    async with (
+        NatsConnections(server.url) as connections,
+        running(outside_client, bus=session_bus_of_its_own(server, "late")),
+    ):
+        # Stored before any bus hosts the worker: found when its doorbell starts listening.
+        early = asyncio.create_task(job_answer(outside_client, n=1))
+        await asyncio.sleep(0.3)
+        tool, late_tool, own_client = Tool(), Tool(), Client()
+        async with (
+            running(tool, own_client, bus=session_bus(connections, "idle")),
+            running(late_tool, bus=session_bus(connections, "late")),
+        ):
+            assert await early == {"echo": {"n": 1}}
+            assert tool_consumers(server) == [SubjectLayout("late").job_consumer("tool")]
+            # An idle worker holds no consumer; a request from its own bus (which the pair,
+            # connected with no echo, does not hear) makes it.
+            assert await job_answer(own_client, n=2) == {"echo": {"n": 2}}
+            assert sorted(tool_consumers(server)) == sorted(
+                SubjectLayout(c).job_consumer("tool") for c in ("idle", "late")
+            )
+            # And later requests go through it.
+            assert await job_answer(outside_client, n=3) == {"echo": {"n": 3}}
+            assert len(late_tool.ran) == 2 and len(tool.ran) == 1
+
+
+def session_bus_of_its_own(server: NatsServer, channel: str) -> NatsBus:
+    return NatsBus(
+        servers=server.url, channel=channel, jetstream_options=JetStreamOptions(ack_wait=5)
+    )
+
+
+async def job_answer(client: Client, n: int) -> Any:
+    async with client.job("tool", name="echo", payload={"n": n}, timeout=10) as j:
+        pass
+    return j.response
 
 
 async def test_every_bus_on_the_pair_takes_jobs_again_after_the_server_restarts(

@@ -56,6 +56,12 @@ values path named in error messages).
 {{- end -}}
 {{- /* The fast copies of replies, for any instance (ids are random). */ -}}
 {{- $subscribe = append $subscribe (printf "%s.rsp.>" $root) -}}
+{{- /* On a shared pair, a worker's requests are listened for until the first makes its consumer. */ -}}
+{{- if $runsJobs -}}
+{{- range $name := $hosted -}}
+{{- $subscribe = append $subscribe (printf "%s.job.req.%s.*" $root $name) -}}
+{{- end -}}
+{{- end -}}
 {{- $subscribe = append $subscribe (printf "_INBOX.%s.>" $root) -}}
 {{- /* What it sends, always under its own sender tokens. */ -}}
 {{- if ne $role "observer" -}}
