@@ -204,7 +204,18 @@ async def test_nats_exchange_jobs_and_bad_input_show_in_metrics(nats_url: str) -
                 workers = result.labels("natsbus_jetstream_consumer_pending_messages", "worker")
                 # The consumer numbers are refreshed in the background: wait for them. Only
                 # the worker has a request consumer (the recorders take no jobs).
-                if result.sum("natsbus_decode_errors_total") >= 1 and "echo" in workers:
+                # The instance consumers acknowledge at the end of a loop turn: wait until
+                # the refreshed numbers have seen it (they must, or this times out).
+                settled = all(
+                    result.value(
+                        "natsbus_jetstream_consumer_ack_pending_messages",
+                        role="instance",
+                        lane=lane,
+                    )
+                    == 0
+                    for lane in ("system", "data")
+                )
+                if result.sum("natsbus_decode_errors_total") >= 1 and "echo" in workers and settled:
                     assert not workers & {"receiver", "requester"}
                     return result
                 await asyncio.sleep(0.05)
