@@ -186,6 +186,20 @@ class SubjectLayout:
         return f"{self.stream}_REQUESTS"
 
     @staticmethod
+    def pair_instance_subjects(prefix: str, instance: str, lane: Lane) -> list[str]:
+        """What a shared pair's instance consumer of ``lane`` reads, for every channel.
+
+        The replies to the pair's instance, the controls of every worker (system lane) and
+        every lifecycle message of the lane (see :mod:`natsbus.bus.nats.routed`).
+        """
+        token = _TOKENS[lane]
+        subjects = [f"{prefix}.*.job.rsp.{instance}.{token}.*"]
+        if lane is Lane.SYSTEM:
+            subjects.append(f"{prefix}.*.job.ctl.*.*")
+        subjects.append(f"{prefix}.*.life.{token}.>")
+        return subjects
+
+    @staticmethod
     def stream_subjects(prefix: str = DEFAULT_PREFIX) -> list[str]:
         """Subjects the job stream captures: job controls, replies and lifecycle messages."""
         return [

@@ -97,12 +97,11 @@ class SharedInstanceConsumers:
         self._clients = clients
         self._jetstream = jetstream
         self._stream = layout.stream
-        self._prefix = layout.prefix
         self._skip = len(layout.prefix) + 1  # "<prefix>." before the channel token
         self._configs = {
             lane: instance_consumer_config(
                 layout.instance_consumer(instance, lane),
-                self._subjects(lane, instance),
+                SubjectLayout.pair_instance_subjects(layout.prefix, instance, lane),
                 options,
             )
             for lane in _LANES
@@ -111,14 +110,6 @@ class SharedInstanceConsumers:
         self._loops: dict[Lane, PullLoop] = {}
         self._buses: dict[str, RoutedBus] = {}
         self._dropped = 0
-
-    def _subjects(self, lane: Lane, instance: str) -> list[str]:
-        token = "sys" if lane is Lane.SYSTEM else "data"
-        subjects = [f"{self._prefix}.*.job.rsp.{instance}.{token}.*"]
-        if lane is Lane.SYSTEM:
-            subjects.append(f"{self._prefix}.*.job.ctl.*.*")
-        subjects.append(f"{self._prefix}.*.life.{token}.>")
-        return subjects
 
     @property
     def consumers(self) -> dict[Lane, str]:
