@@ -11,6 +11,12 @@ yields to the loop every time slice (:mod:`natsbus.bus.nats.fairness`).
 What bounds memory then is the bus's own lanes (a full data lane drops its oldest), and a
 reader that falls behind leaves the bytes in the socket and the server's buffer for the
 connection, instead of in a client-side queue.
+
+JetStream deliveries and the server's acknowledgements of stored messages need their reply
+subject and headers: :func:`subscribe_direct_messages` hands those on as nats-py's ``Msg``
+(headers parsed by :func:`natsbus.bus.nats.headers.parse_headers`), still with no queue and
+no task between. On a job's round trip that is four messages (the request's delivery, the
+answer's stored copy, two acknowledgements), each a loop turn and a header parse less.
 """
 
 from __future__ import annotations
@@ -20,39 +26,75 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-__all__ = ["DirectHandler", "subscribe_direct", "unsubscribe_direct"]
+from natsbus.bus.nats.headers import parse_headers
+
+__all__ = [
+    "DirectHandler",
+    "MessageHandler",
+    "subscribe_direct",
+    "subscribe_direct_messages",
+    "unsubscribe_direct",
+]
 
 logger = logging.getLogger(__name__)
 
 DirectHandler = Callable[[str, bytes], None]
 """Called with the subject and the payload of every message of a direct subscription."""
 
+MessageHandler = Callable[[Msg], None]
+"""Called with every message of a direct message subscription, reply subject and headers kept."""
+
 _ROUTES = "_natsbus_direct_routes"
 
 
-def _routes(client: Client) -> dict[int, DirectHandler]:
-    """The direct handlers of ``client`` by subscription id, installing the hook once."""
-    routes: dict[int, DirectHandler] | None = getattr(client, _ROUTES, None)
+class _Routes:
+    """The direct handlers of one client by subscription id: payload-only, or whole messages."""
+
+    __slots__ = ("messages", "payloads")
+
+    def __init__(self) -> None:
+        self.payloads: dict[int, DirectHandler] = {}
+        self.messages: dict[int, MessageHandler] = {}
+
+    def pop(self, sid: int) -> None:
+        self.payloads.pop(sid, None)
+        self.messages.pop(sid, None)
+
+
+def _routes(client: Client) -> _Routes:
+    """The direct handlers of ``client``, installing the hook once."""
+    routes: _Routes | None = getattr(client, _ROUTES, None)
     if routes is not None:
         return routes
-    found: dict[int, DirectHandler] = {}
+    found = _Routes()
+    payloads, messages = found.payloads, found.messages
     queued = client._process_msg
     stats = client.stats
 
     async def process_msg(
         sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
     ) -> None:
-        handler = found.get(sid)
-        if handler is None:  # a subscription of nats-py's own (JetStream, pull inboxes)
+        handler = payloads.get(sid)
+        if handler is not None:
+            stats["in_msgs"] += 1
+            stats["in_bytes"] += len(data)
+            try:
+                handler(subject.decode(), data)
+            except Exception:  # a handler's bug must not stop the connection's reader
+                logger.exception("handling a message on %r failed", subject)
+            return
+        on_message = messages.get(sid)
+        if on_message is None:  # a subscription of nats-py's own (JetStream API requests)
             await queued(sid, subject, reply, data, headers)
             return
         stats["in_msgs"] += 1
         stats["in_bytes"] += len(data)
         try:
-            handler(subject.decode(), data)
-        except Exception:  # a handler's bug must not stop the connection's reader
+            on_message(Msg(client, subject.decode(), reply.decode(), data, parse_headers(headers)))
+        except Exception:
             logger.exception("handling a message on %r failed", subject)
 
     any_client: Any = client  # nats-py calls it through the instance: this replaces it there
@@ -68,13 +110,41 @@ async def subscribe_direct(client: Client, subject: str, handler: DirectHandler)
     """
     routes = _routes(client)
     subscription = await client.subscribe(subject)  # no callback: no queue reader, no task
-    routes[subscription._id] = handler
+    routes.payloads[subscription._id] = handler
     # nats-py awaits the write of the SUB after registering the subscription: what arrived
     # for it meanwhile went to its (unread) queue. Hand it on, in order.
-    queue = subscription._pending_queue
-    while not queue.empty():
-        msg = queue.get_nowait()
+    for msg in _queued_before(subscription):
         handler(msg.subject, msg.data)
+    return _spend_queue(subscription)
+
+
+async def subscribe_direct_messages(
+    client: Client, subject: str, handler: MessageHandler
+) -> Subscription:
+    """Subscribe ``handler`` to ``subject``, called with each whole message from the reader.
+
+    For messages whose reply subject or headers matter: JetStream deliveries (acknowledged
+    through their reply subject, statuses in their headers) and the server's answers to
+    publishes. ``handler`` must not block: it runs inside the connection's read loop.
+    """
+    routes = _routes(client)
+    subscription = await client.subscribe(subject)
+    routes.messages[subscription._id] = handler
+    for msg in _queued_before(subscription):
+        handler(msg)
+    return _spend_queue(subscription)
+
+
+def _queued_before(subscription: Subscription) -> list[Msg]:
+    """What nats-py queued for a subscription before its direct handler was in place."""
+    queue = subscription._pending_queue
+    taken: list[Msg] = []
+    while not queue.empty():
+        taken.append(queue.get_nowait())
+    return taken
+
+
+def _spend_queue(subscription: Subscription) -> Subscription:
     # From now on nats-py's queue and message iterator are never used (the handler above
     # takes every message): let them go, about 3 KiB of a subscription's 4 (five per session).
     any_subscription: Any = subscription
@@ -113,7 +183,7 @@ _SPENT: Final = _SpentQueue()
 
 async def unsubscribe_direct(client: Client, subscription: Subscription) -> None:
     """Stop a direct subscription (also when its connection is closed)."""
-    _routes(client).pop(subscription._id, None)
+    _routes(client).pop(subscription._id)
     try:
         await subscription.unsubscribe()
     except Exception:  # the connection is closed: the subscription went with it

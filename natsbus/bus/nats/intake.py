@@ -23,6 +23,7 @@ from natsbus._job_messages import dead_letter_reason
 from natsbus.bus.nats.inbound import InboundDecoder, RecentIds
 from natsbus.bus.nats.ledger import JobLedger, TakenJob
 from natsbus.bus.nats.outbox import MSG_ID_HEADER
+from natsbus.bus.nats.writes import acknowledge_soon
 from natsbus.bus.statistics import NetworkCounts
 from natsbus.messages import BusJobRequestMessage, BusMessage
 
@@ -120,7 +121,7 @@ class JobIntake:
             return
         if message_id in self._seen:
             self._counts.duplicates += 1
-            self._spawn(_ack(msg))
+            _ack_soon(msg, self._spawn)
             return
         job = TakenJob(
             job_id=message.job_id,
@@ -239,7 +240,7 @@ class JobIntake:
         job = self._ledger.finish(key)
         if job is not None and not duplicate:
             self._seen.add(job.message_id)
-            self._spawn(_ack(job.delivery))
+            _ack_soon(job.delivery, self._spawn)
         return job
 
 
@@ -267,7 +268,7 @@ class BurstAcks:
     def _flush(self) -> None:
         msg, self._last = self._last, None
         if msg is not None:
-            self._spawn(_ack(msg))
+            _ack_soon(msg, self._spawn)
 
 
 async def _nak(msg: Msg, delay: float) -> None:
@@ -275,6 +276,12 @@ async def _nak(msg: Msg, delay: float) -> None:
         await msg.nak(delay=delay)
     except Exception:  # disconnected: ack_wait redelivers it anyway
         logger.debug("nak failed", exc_info=True)
+
+
+def _ack_soon(msg: Msg, spawn: Spawn) -> None:
+    """Acknowledge with the connection's next write when it allows, in a task otherwise."""
+    if not acknowledge_soon(msg):
+        spawn(_ack(msg))
 
 
 async def _ack(msg: Msg) -> None:

@@ -25,6 +25,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from natsbus.bus.nats.direct import subscribe_direct_messages, unsubscribe_direct
 from natsbus.bus.statistics import NetworkCounts
 from natsbus.errors import BusClosedError
 from natsbus.tasks import cancel_and_wait
@@ -114,9 +115,10 @@ class JobOutbox:
 
     async def start(self) -> None:
         """Listen for acknowledgements (the retry task runs while messages wait for theirs)."""
-        # No client-side limit: at most ``size`` acknowledgements are ever owed.
-        self._subscription = await self._client.subscribe(
-            f"{self._inbox}.*", cb=self._on_ack, pending_msgs_limit=-1, pending_bytes_limit=-1
+        # Straight from the reader (no client-side queue or task): at most ``size``
+        # acknowledgements are ever owed, and each is handled at once.
+        self._subscription = await subscribe_direct_messages(
+            self._client, f"{self._inbox}.*", self._on_ack
         )
         self._started = True
         self._keep_retrying()
@@ -183,11 +185,8 @@ class JobOutbox:
         if task is not None:
             await cancel_and_wait((task,))
         subscription, self._subscription = self._subscription, None
-        if subscription is not None and not self._client.is_closed:
-            try:
-                await subscription.unsubscribe()
-            except Exception:  # the connection is going: the subscription goes with it
-                logger.debug("outbox %s: unsubscribe failed", self._name, exc_info=True)
+        if subscription is not None:
+            await unsubscribe_direct(self._client, subscription)
         return len(self._unacked)
 
     async def _send(self, token: str, message: OutboundJobMessage) -> None:
@@ -203,7 +202,7 @@ class JobOutbox:
         except Exception as error:  # disconnected with a full buffer: the retry loop resends
             logger.debug("outbox %s: publish failed (%s)", self._name, error)
 
-    async def _on_ack(self, msg: Msg) -> None:
+    def _on_ack(self, msg: Msg) -> None:
         token = msg.subject.rsplit(".", 1)[-1]
         message = self._unacked.get(token)
         if message is None:

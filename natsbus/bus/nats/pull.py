@@ -21,6 +21,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from natsbus.bus.nats.direct import subscribe_direct_messages, unsubscribe_direct
 from natsbus.tasks import cancel_and_wait
 
 __all__ = ["PullLoop"]
@@ -91,6 +92,7 @@ class PullLoop:
         self._room = asyncio.Event()
         self._last_heard = 0.0  # monotonic time of the last message or heartbeat
         self._last_reply: str | None = None  # of the last message handed on (its sequence)
+        self._releases: set[asyncio.Task[None]] = set()  # naks of what arrived while paused
 
     @property
     def consumer(self) -> str:
@@ -99,10 +101,10 @@ class PullLoop:
 
     async def start(self) -> None:
         """Subscribe to the inbox and start asking for messages."""
-        # No client-side limit: the server sends no more than the batches this loop asked for,
-        # and a message dropped here would sit unacknowledged until ack_wait.
-        self._subscription = await self._client.subscribe(
-            self._inbox, cb=self._receive, pending_msgs_limit=-1, pending_bytes_limit=-1
+        # Straight from the reader, no client-side queue: the server sends no more than the
+        # batches this loop asked for, and the owner takes each at once.
+        self._subscription = await subscribe_direct_messages(
+            self._client, self._inbox, self._receive
         )
         self._task = asyncio.create_task(self._run(), name=f"natsbus-pull-{self._consumer}")
 
@@ -112,8 +114,8 @@ class PullLoop:
         if task is not None:
             await cancel_and_wait((task,))  # cancels again if the first cancel was lost
         subscription, self._subscription = self._subscription, None
-        if subscription is not None and not self._client.is_closed:
-            await subscription.unsubscribe()
+        if subscription is not None:
+            await unsubscribe_direct(self._client, subscription)
 
     async def pause(self) -> None:
         """Stop asking for messages, and hand back any that still arrive.
@@ -165,16 +167,13 @@ class PullLoop:
         self._outstanding = 0
         self._request_over.set()
 
-    async def _receive(self, msg: Msg) -> None:
+    def _receive(self, msg: Msg) -> None:
         self._last_heard = time.monotonic()
         status = msg.headers.get(_STATUS) if msg.headers else None
         if status is None and self._paused:
-            try:
-                # Redelivered once our stale request has expired: sooner, the server would
-                # hand it straight back to that request, burning a delivery each time.
-                await msg.nak(delay=self._expires)
-            except Exception:  # disconnected: ack_wait redelivers it anyway
-                logger.debug("could not release a message on %s", self._consumer, exc_info=True)
+            release = asyncio.create_task(self._release(msg))
+            self._releases.add(release)
+            release.add_done_callback(self._releases.discard)
         elif status is None:
             self._failures = 0
             self._outstanding = max(0, self._outstanding - 1)
@@ -200,6 +199,14 @@ class PullLoop:
             )
             self._outstanding = 0
             self._request_over.set()
+
+    async def _release(self, msg: Msg) -> None:
+        try:
+            # Redelivered once our stale request has expired: sooner, the server would hand
+            # it straight back to that request, burning a delivery each time.
+            await msg.nak(delay=self._expires)
+        except Exception:  # disconnected: ack_wait redelivers it anyway
+            logger.debug("could not release a message on %s", self._consumer, exc_info=True)
 
     async def _run(self) -> None:
         while True:

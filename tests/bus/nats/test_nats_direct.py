@@ -10,8 +10,13 @@ from pathlib import Path
 import nats
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
-from natsbus.bus.nats.direct import subscribe_direct, unsubscribe_direct
+from natsbus.bus.nats.direct import (
+    subscribe_direct,
+    subscribe_direct_messages,
+    unsubscribe_direct,
+)
 from natsbus.testing import NatsServer
 
 from helpers.frames import eventually
@@ -32,6 +37,34 @@ async def test_messages_reach_the_handler_in_order_with_their_subject(client: Cl
     await client.flush()
     await eventually(lambda: len(got) == 1_000)
     assert got == [(f"direct.{i % 3}", str(i).encode()) for i in range(1_000)]
+
+
+async def test_a_message_subscription_keeps_the_reply_subject_and_headers(
+    client: Client,
+) -> None:
+    got: list[Msg] = []
+    subscription = await subscribe_direct_messages(client, "whole.>", got.append)
+    await client.publish("whole.a", b"1", reply="back.here", headers={"Nats-Msg-Id": "m-1"})
+    await client.publish("whole.b", b"2")
+    # A JetStream status arrives the same way: a pull on a consumer with nothing to give.
+    js = client.jetstream()
+    await js.add_stream(name="EMPTY", subjects=["empty.>"])
+    await js.add_consumer("EMPTY", durable_name="none")
+    await client.publish(
+        "$JS.API.CONSUMER.MSG.NEXT.EMPTY.none", b'{"batch":1,"no_wait":true}', reply="whole.pull"
+    )
+    await client.flush()
+    await eventually(lambda: len(got) == 3)
+    first, second, status = got
+    assert (first.subject, first.reply, first.data) == ("whole.a", "back.here", b"1")
+    assert first.headers == {"Nats-Msg-Id": "m-1"}
+    assert (second.reply, second.headers) == ("", None)
+    assert status.headers is not None and status.headers["Status"] == "404"
+    await unsubscribe_direct(client, subscription)
+    await client.publish("whole.a", b"3")
+    await client.flush()
+    await asyncio.sleep(0.05)
+    assert len(got) == 3
 
 
 async def test_a_direct_subscription_starts_no_task(client: Client) -> None:

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import nats
 import pytest
 
 from natsbus.bus.nats.connection import close_connection, open_connection
 from natsbus.bus.nats.options import NatsConnectOptions
-from natsbus.bus.nats.writes import _coalescing_flusher, coalesce_writes
+from natsbus.bus.nats.writes import (
+    ACK_DELAY,
+    _coalescing_flusher,
+    acknowledge_soon,
+    coalesce_writes,
+)
 
 
 async def _nothing() -> None:
@@ -64,3 +70,82 @@ def test_a_client_without_the_expected_internals_is_left_as_it_is(
 
     assert coalesce_writes(Strange()) is False  # type: ignore[arg-type]
     assert "writes are not coalesced" in caplog.text
+
+
+async def test_flushes_queued_while_the_flusher_waits_are_ended_by_its_one_write(
+    nats_url: str,
+) -> None:
+    client = await open_connection(
+        NatsConnectOptions(servers=(nats_url,)), "data", on_reconnected=_nothing, on_error=_quiet
+    )
+    try:
+        writes: list[int] = []
+        transport = client._transport
+        assert transport is not None
+        write = transport.writelines
+
+        def counted(payload: list[bytes]) -> None:
+            writes.append(len(payload))
+            write(payload)
+
+        transport.writelines = counted  # type: ignore[method-assign]
+        # Three publishers in one turn each kick the flusher (as nats-py's publish does when
+        # no flush is queued); it takes the first, the other two wait behind it.
+        queue = client._flush_queue
+        assert queue is not None
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[None]] = []
+        for i in range(3):
+            await client._send_command(f"PUB flush.test  1\r\n{i}\r\n".encode())
+            futures.append(loop.create_future())
+            queue.put_nowait(futures[-1])
+        await asyncio.wait_for(futures[0], 5)
+        # One write for the three, and the flushes behind the first end with it, not after
+        # an empty round each.
+        assert writes == [3] and all(future.done() for future in futures)
+        assert queue.empty()
+    finally:
+        await close_connection(client)
+
+
+async def server_says(read: Callable[[], Awaitable[int]], expected: int) -> None:
+    """Wait until the server's figure ``read()`` is ``expected`` (it has no event to wait on)."""
+    async with asyncio.timeout(5):
+        while await read() != expected:  # noqa: ASYNC110
+            await asyncio.sleep(ACK_DELAY)
+
+
+async def test_an_acknowledgement_leaves_with_the_next_write_or_soon_after(
+    nats_url: str,
+) -> None:
+    client = await nats.connect(nats_url)
+    observer = await nats.connect(nats_url)  # asks the server, without writing for `client`
+    try:
+        js, server = client.jetstream(), observer.jetstream()
+        await server.add_stream(name="ACKS", subjects=["acks.>"])
+        await server.publish("acks.one", b"job")
+        await server.publish("acks.two", b"job")
+        pull = await js.pull_subscribe("acks.>", durable="taker")
+        first, second = await pull.fetch(2, timeout=5)
+
+        async def pending() -> int:
+            return (await server.consumer_info("ACKS", "taker")).num_ack_pending
+
+        before = len(asyncio.all_tasks())
+        assert acknowledge_soon(first) is True
+        assert len(asyncio.all_tasks()) == before and first.is_acked  # no task for it
+        assert acknowledge_soon(first) is False  # acknowledged once only
+        assert client._pending_data_size > 0  # held in the buffer, not written yet
+        # Nothing else to carry it: written by the timer, within ACK_DELAY.
+        await server_says(lambda: pending(), 1)
+        assert acknowledge_soon(second) is True
+        await client.publish("elsewhere", b"")  # the next write takes it along
+        await server_says(lambda: pending(), 0)
+        await server.publish("acks.three", b"job")
+        [later] = await pull.fetch(1, timeout=5)
+        await client.close()
+        assert acknowledge_soon(later) is False  # closed: the caller awaits ack() instead
+    finally:
+        for connection in (client, observer):
+            if not connection.is_closed:
+                await connection.close()
