@@ -19,7 +19,6 @@ default from nats-server 2.15) and a deployment with a channel per session runs 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from functools import partial
@@ -32,13 +31,13 @@ from nats.js.client import JetStreamContext
 
 from natsbus.bus.nats.consumers import ConsumerStatistics, query_consumers
 from natsbus.bus.nats.doorbell import Doorbell
+from natsbus.bus.nats.instance_consumer import InstanceConsumer
 from natsbus.bus.nats.intake import BurstAcks, JobIntake
 from natsbus.bus.nats.jetstream import (
     delete_consumer_quietly,
     ensure_consumer,
     instance_consumer_config,
     job_consumer_config,
-    resume_consumer,
 )
 from natsbus.bus.nats.layout import SubjectLayout
 from natsbus.bus.nats.ledger import JobLedger
@@ -54,12 +53,6 @@ logger = logging.getLogger(__name__)
 _LANES: Final[tuple[Lane, Lane]] = (Lane.SYSTEM, Lane.DATA)
 _RETRY_INTERVAL: Final = 1.0
 """Seconds between two attempts to make a consumer the server would not make."""
-_ROUTED_CREDIT: Final = 256
-"""Replies and controls asked for at once: they are handled as they come, never held."""
-
-
-def _routed_credit() -> int:
-    return _ROUTED_CREDIT
 
 
 class ConsumerSet:
@@ -99,9 +92,7 @@ class ConsumerSet:
         self._instance = instance
         self._intake = intake
         self._ledger = ledger
-        self._configs: dict[Lane, ConsumerConfig] = {}
-        self._started_after: dict[Lane, int] = {}
-        self._instance_loops: dict[Lane, PullLoop] = {}
+        self._instance_consumers: dict[Lane, InstanceConsumer] = {}
         self._controlled: frozenset[str] = frozenset()
         self._job_loops: dict[str, PullLoop] = {}
         self._paused = False
@@ -118,26 +109,19 @@ class ConsumerSet:
     async def start(self) -> None:
         """Make the instance consumers and start reading them (on a pair: join its own)."""
         if self._routed is not None:
-            for lane in _LANES:
-                self._configs[lane] = self._instance_config(lane, frozenset(), frozenset())
-            self._want(self._configs.values())
+            self._want(self._instance_config(lane, frozenset(), frozenset()) for lane in _LANES)
             self._routed.join(self._layout.root, self)
             return
         for lane in _LANES:
-            config = self._instance_config(lane, frozenset(), frozenset())
-            self._configs[lane] = config
-            info = await self._jetstream[lane].add_consumer(self._layout.stream, config)
-            # Where it starts: made again before reading anything, it starts there again.
-            if info.delivered is not None:
-                self._started_after[lane] = info.delivered.stream_seq
-            self._instance_loops[lane] = await self._start_loop(
-                lane,
+            consumer = InstanceConsumer(
+                client=self._clients[lane],
+                jetstream=self._jetstream[lane],
                 stream=self._layout.stream,
-                name=config.name,
-                ensure=partial(self._ensure_instance_consumer, lane),
+                config=self._instance_config(lane, frozenset(), frozenset()),
                 on_message=self._intake.routed_reader(),
-                capacity=_routed_credit,
             )
+            await consumer.start()
+            self._instance_consumers[lane] = consumer
 
     async def sync(
         self,
@@ -322,8 +306,10 @@ class ConsumerSet:
 
     def renew(self) -> None:
         """Ask again at once on every loop (the connection came back)."""
-        for loop in [*self._job_loops.values(), *self._instance_loops.values()]:
+        for loop in self._job_loops.values():
             loop.renew()
+        for consumer in self._instance_consumers.values():
+            consumer.renew()
         for doorbell in self._doorbells.values():
             # A request stored while the connection was down did not ring.
             self._spawn(partial(self._check_quietly, doorbell))
@@ -336,8 +322,10 @@ class ConsumerSet:
         doorbells, self._doorbells = self._doorbells, {}
         for doorbell in doorbells.values():
             await doorbell.disarm()
-        for loop in [*self._job_loops.values(), *self._instance_loops.values()]:
+        for loop in self._job_loops.values():
             await loop.stop()
+        for consumer in self._instance_consumers.values():
+            await consumer.stop()
         self._job_loops.clear()
 
     async def delete_instance_consumers(self) -> None:
@@ -350,9 +338,9 @@ class ConsumerSet:
             self._controlled = frozenset()
             return
         stream = self._layout.stream
-        for loop in self._instance_loops.values():
-            await delete_consumer_quietly(self._jetstream[Lane.SYSTEM], stream, loop.consumer)
-        self._instance_loops.clear()
+        for consumer in self._instance_consumers.values():
+            await delete_consumer_quietly(self._jetstream[Lane.SYSTEM], stream, consumer.name)
+        self._instance_consumers.clear()
         self._controlled = frozenset()
 
     async def statistics(self, timeout: float) -> list[ConsumerStatistics]:
@@ -362,8 +350,8 @@ class ConsumerSet:
             for worker, loop in self._job_loops.items()
         ]
         wanted.extend(
-            ("instance", "", lane, self._layout.stream, loop.consumer)
-            for lane, loop in self._instance_loops.items()
+            ("instance", "", lane, self._layout.stream, consumer.name)
+            for lane, consumer in self._instance_consumers.items()
         )
         if self._routed is not None:
             wanted.extend(
@@ -404,13 +392,9 @@ class ConsumerSet:
             return False
         wider = False
         for lane in _LANES:
-            current = self._configs[lane]
-            config = dataclasses.replace(
-                self._instance_config(lane, controlled, listening),
-                # A consumer made again after a restart keeps its start (it cannot change).
-                deliver_policy=current.deliver_policy,
-                opt_start_seq=current.opt_start_seq,
-            )
+            consumer = self._instance_consumers[lane]
+            current = consumer.config
+            config = self._instance_config(lane, controlled, listening)
             if config.filter_subjects == current.filter_subjects:
                 continue
             if not narrow and set(config.filter_subjects or ()) <= set(
@@ -418,28 +402,12 @@ class ConsumerSet:
             ):
                 wider = True
                 continue
-            # add_consumer on an existing name updates it: the subjects change in place, and
-            # what it already delivered stays delivered (a consumer that delivers only new
+            # What it already delivered stays delivered (a consumer that delivers only new
             # messages never goes back for older ones on a subject it starts reading).
-            await self._jetstream[lane].add_consumer(self._layout.stream, config)
-            self._configs[lane] = config
+            await consumer.update(config)
             if lane is Lane.SYSTEM:
                 self._controlled = controlled
         return wider
-
-    async def _ensure_instance_consumer(self, lane: Lane) -> None:
-        """Make the instance consumer of ``lane`` again if the server lost it (a restart).
-
-        It starts after the last message this bus read from it, so the replies and controls
-        stored while it was gone are delivered.
-        """
-        loop = self._instance_loops.get(lane)
-        after = None if loop is None else loop.last_stream_sequence
-        if after is None:
-            after = self._started_after.get(lane)
-        self._configs[lane] = await resume_consumer(
-            self._jetstream[lane], self._layout.stream, self._configs[lane], after
-        )
 
     async def _start_loop(
         self,

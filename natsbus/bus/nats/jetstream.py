@@ -177,8 +177,8 @@ def instance_consumer_config(
     Its state is kept in memory, not on disk: making a consumer of a file stream with file
     state costs the server a write and the bus about 10 ms, once per lane at every start. A
     server that restarts forgets it; the bus then makes it again from the stream sequence
-    after the last message it read (:func:`resumed_instance_consumer`), so no reply
-    stored meanwhile is missed.
+    after the last message it read (:class:`~natsbus.bus.nats.instance_consumer.
+    InstanceConsumer`, through :func:`resume_consumer`), so no reply stored meanwhile is missed.
 
     Args:
         name: The consumer's name.

@@ -34,18 +34,13 @@ from typing import Any, Final, Protocol
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig
 from nats.js.client import JetStreamContext
 
+from natsbus.bus.nats.instance_consumer import InstanceConsumer
 from natsbus.bus.nats.intake import BurstAcks
-from natsbus.bus.nats.jetstream import (
-    delete_consumer_quietly,
-    instance_consumer_config,
-    resume_consumer,
-)
+from natsbus.bus.nats.jetstream import delete_consumer_quietly, instance_consumer_config
 from natsbus.bus.nats.layout import SubjectLayout
 from natsbus.bus.nats.options import JetStreamOptions
-from natsbus.bus.nats.pull import PullLoop
 from natsbus.messages import Lane
 
 __all__ = ["RoutedBus", "SharedInstanceConsumers"]
@@ -53,8 +48,6 @@ __all__ = ["RoutedBus", "SharedInstanceConsumers"]
 logger = logging.getLogger(__name__)
 
 _LANES: Final[tuple[Lane, Lane]] = (Lane.SYSTEM, Lane.DATA)
-_CREDIT: Final = 256
-"""Messages asked for at once: they are handled (or dropped) as they come, never held."""
 
 
 class RoutedBus(Protocol):
@@ -67,10 +60,6 @@ class RoutedBus(Protocol):
     def on_routed_message(self, acks: BurstAcks, msg: Msg) -> None:
         """Take a delivery the bus wants (it acknowledges it, through ``acks``)."""
         ...
-
-
-def _credit() -> int:
-    return _CREDIT
 
 
 class SharedInstanceConsumers:
@@ -106,8 +95,7 @@ class SharedInstanceConsumers:
             )
             for lane in _LANES
         }
-        self._started_after: dict[Lane, int] = {}
-        self._loops: dict[Lane, PullLoop] = {}
+        self._consumers: dict[Lane, InstanceConsumer] = {}
         self._buses: dict[str, RoutedBus] = {}
         self._dropped = 0
 
@@ -134,19 +122,15 @@ class SharedInstanceConsumers:
         """
         try:
             for lane in _LANES:
-                info = await self._jetstream[lane].add_consumer(self._stream, self._configs[lane])
-                if info.delivered is not None:
-                    self._started_after[lane] = info.delivered.stream_seq
-                loop = PullLoop(
+                consumer = InstanceConsumer(
                     client=self._clients[lane],
+                    jetstream=self._jetstream[lane],
                     stream=self._stream,
-                    consumer=self.consumers[lane],
+                    config=self._configs[lane],
                     on_message=partial(self._route, BurstAcks(_spawn)),
-                    capacity=_credit,
-                    ensure_consumer=partial(self._ensure, lane),
                 )
-                await loop.start()
-                self._loops[lane] = loop
+                await consumer.start()
+                self._consumers[lane] = consumer
         except BaseException:
             await self.close()
             raise
@@ -162,16 +146,16 @@ class SharedInstanceConsumers:
 
     def renew(self) -> None:
         """Ask again at once (the connection came back)."""
-        for loop in self._loops.values():
-            loop.renew()
+        for consumer in self._consumers.values():
+            consumer.renew()
 
     async def close(self) -> None:
         """Stop reading and delete the consumers (the server would after their threshold)."""
-        loops, self._loops = self._loops, {}
-        for loop in loops.values():
-            await loop.stop()
-        for lane in loops:
-            await delete_consumer_quietly(self._jetstream[lane], self._stream, self.consumers[lane])
+        consumers, self._consumers = self._consumers, {}
+        for consumer in consumers.values():
+            await consumer.stop()
+        for lane, consumer in consumers.items():
+            await delete_consumer_quietly(self._jetstream[lane], self._stream, consumer.name)
 
     def _route(self, acks: BurstAcks, msg: Msg) -> None:
         subject = msg.subject
@@ -182,17 +166,6 @@ class SharedInstanceConsumers:
             return
         self._dropped += 1
         acks.ack(msg)  # the consumers acknowledge all before (AckPolicy.ALL): in order
-
-    async def _ensure(self, lane: Lane) -> None:
-        """Make a consumer the server lost (a restart) again, after the last message read."""
-        loop = self._loops.get(lane)
-        after = None if loop is None else loop.last_stream_sequence
-        if after is None:
-            after = self._started_after.get(lane)
-        config: ConsumerConfig = self._configs[lane]
-        self._configs[lane] = await resume_consumer(
-            self._jetstream[lane], self._stream, config, after
-        )
 
 
 _background: set[asyncio.Task[Any]] = set()
