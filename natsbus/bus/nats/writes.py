@@ -55,7 +55,7 @@ def coalesce_writes(client: Client) -> bool:
 
 
 def acknowledge_soon(msg: Msg) -> bool:
-    """Acknowledge a JetStream delivery with the connection's next write, or within 2 ms.
+    """Acknowledge a JetStream delivery with the connection's next write, or within 5 ms.
 
     An acknowledgement is a few bytes no one waits for, but written on its own it costs a
     ``send()`` here and a wake-up on the server: on a job's round trip, two of its four
@@ -89,10 +89,11 @@ def acknowledge_soon(msg: Msg) -> bool:
     return True
 
 
-ACK_DELAY: Final = 0.002
-"""Seconds an acknowledgement waits at most for another write to leave with. Far below any
-``ack_wait``; a process that dies within it leaves answered requests unacknowledged, which
-their redelivery finds answered (:mod:`natsbus.bus.nats.answers`)."""
+ACK_DELAY: Final = 0.005
+"""Seconds an acknowledgement waits at most for another write to leave with: longer than a
+job's round trip, so that one job after another acknowledges each with the next answer, and
+far below any ``ack_wait``. A process that dies within it leaves answered requests
+unacknowledged, which their redelivery finds answered (:mod:`natsbus.bus.nats.answers`)."""
 
 _ACK_TIMER: Final = "_natsbus_ack_timer"
 
