@@ -40,12 +40,12 @@ from natsbus.bus.dispatch import DEFAULT_TIME_SLICE, DispatchObserver
 from natsbus.bus.limits import QueueLimits
 from natsbus.bus.nats.connection import close_connection, open_connection
 from natsbus.bus.nats.consumers import ConsumerStatistics
-from natsbus.bus.nats.fairness import yield_between_reads
 from natsbus.bus.nats.inbound import InboundDecoder
 from natsbus.bus.nats.interest import Interest
 from natsbus.bus.nats.jobs import JobChannel, mapped
 from natsbus.bus.nats.layout import DEFAULT_PREFIX, SubjectLayout
 from natsbus.bus.nats.options import JetStreamOptions, NatsConnectOptions
+from natsbus.bus.nats.reader import read_frames
 from natsbus.bus.nats.routes import Route, route_of
 from natsbus.bus.nats.senders import sender_name
 from natsbus.bus.nats.shared import NatsConnections
@@ -487,7 +487,7 @@ class NatsBus(WorkerBus):
                 raise
         self._clients = {Lane.SYSTEM: system, Lane.DATA: data}
         for client in (system, data):
-            yield_between_reads(client, self._time_slice / 2)
+            read_frames(client, self._time_slice / 2)
         self._jetstream = {lane: client.jetstream() for lane, client in self._clients.items()}
 
     async def _open(self, lane: Lane) -> Client:

@@ -1,12 +1,13 @@
-"""Core messages handed from nats-py's parser straight to their bus, with no queue between.
+"""Messages handed from the connection's reader straight to their bus, with no queue between.
 
 nats-py gives each subscription with a callback an asyncio queue and a task: every message
 is built into a ``Msg`` (its headers parsed), queued, taken by the task and passed to a new
 coroutine. For a bus that decodes a message and puts it on its subscribers' lanes at once,
 that is most of the client's cost per message, and a task per subscription is most of an
-idle session's memory. A direct subscription has neither: the client's message handler
-calls the bus's function with the subject and the payload while it parses, and the parser
-yields to the loop every time slice (:mod:`natsbus.bus.nats.fairness`).
+idle session's memory. A direct subscription has neither: the connection's reader
+(:mod:`natsbus.bus.nats.reader`, or nats-py's parser through its message handler) calls the
+bus's function with the subject and the payload as it reads, yielding to the loop every
+time slice.
 
 What bounds memory then is the bus's own lanes (a full data lane drops its oldest), and a
 reader that falls behind leaves the bytes in the socket and the server's buffer for the
@@ -33,7 +34,9 @@ from natsbus.bus.nats.headers import parse_headers
 
 __all__ = [
     "DirectHandler",
+    "DirectRoutes",
     "MessageHandler",
+    "direct_routes",
     "subscribe_direct",
     "subscribe_direct_messages",
     "unsubscribe_direct",
@@ -50,52 +53,69 @@ MessageHandler = Callable[[Msg], None]
 _ROUTES = "_natsbus_direct_routes"
 
 
-class _Routes:
-    """The direct handlers of one client by subscription id: payload-only, or whole messages."""
+class DirectRoutes:
+    """The direct handlers of one client by subscription id: payload-only, or whole messages.
 
-    __slots__ = ("messages", "payloads")
+    :func:`natsbus.bus.nats.reader.read_frames` hands the frames of these subscriptions here
+    without nats-py's parser; nats-py's own message handler is hooked too, for clients read
+    the ordinary way (and what arrives before the reader is installed).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_client", "_stats", "messages", "payloads")
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._stats = client.stats
         self.payloads: dict[int, DirectHandler] = {}
         self.messages: dict[int, MessageHandler] = {}
 
-    def pop(self, sid: int) -> None:
-        self.payloads.pop(sid, None)
-        self.messages.pop(sid, None)
-
-
-def _routes(client: Client) -> _Routes:
-    """The direct handlers of ``client``, installing the hook once."""
-    routes: _Routes | None = getattr(client, _ROUTES, None)
-    if routes is not None:
-        return routes
-    found = _Routes()
-    payloads, messages = found.payloads, found.messages
-    queued = client._process_msg
-    stats = client.stats
-
-    async def process_msg(
-        sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
-    ) -> None:
-        handler = payloads.get(sid)
+    def deliver(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> bool:
+        """Hand one message to its direct handler; False if ``sid`` is not a direct one."""
+        handler = self.payloads.get(sid)
         if handler is not None:
+            stats = self._stats
             stats["in_msgs"] += 1
             stats["in_bytes"] += len(data)
             try:
                 handler(subject.decode(), data)
             except Exception:  # a handler's bug must not stop the connection's reader
                 logger.exception("handling a message on %r failed", subject)
-            return
-        on_message = messages.get(sid)
+            return True
+        on_message = self.messages.get(sid)
         if on_message is None:  # a subscription of nats-py's own (JetStream API requests)
-            await queued(sid, subject, reply, data, headers)
-            return
+            return False
+        stats = self._stats
         stats["in_msgs"] += 1
         stats["in_bytes"] += len(data)
         try:
-            on_message(Msg(client, subject.decode(), reply.decode(), data, parse_headers(headers)))
+            parsed = parse_headers(headers) if headers else None
+            on_message(Msg(self._client, subject.decode(), reply.decode(), data, parsed))
         except Exception:
             logger.exception("handling a message on %r failed", subject)
+        return True
+
+    def pop(self, sid: int) -> None:
+        """Forget subscription ``sid`` (unsubscribed)."""
+        self.payloads.pop(sid, None)
+        self.messages.pop(sid, None)
+
+
+def direct_routes(client: Client) -> DirectRoutes:
+    """The direct handlers of ``client``, installing the hook on its message handler once."""
+    routes: DirectRoutes | None = getattr(client, _ROUTES, None)
+    if routes is not None:
+        return routes
+    found = DirectRoutes(client)
+    deliver = found.deliver
+    queued = client._process_msg
+
+    async def process_msg(
+        sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
+    ) -> None:
+        if not deliver(sid, subject, reply, data, headers):
+            await queued(sid, subject, reply, data, headers)
 
     any_client: Any = client  # nats-py calls it through the instance: this replaces it there
     any_client._process_msg = process_msg
@@ -108,7 +128,7 @@ async def subscribe_direct(client: Client, subject: str, handler: DirectHandler)
 
     ``handler`` must not block: it runs inside the connection's read loop.
     """
-    routes = _routes(client)
+    routes = direct_routes(client)
     subscription = await client.subscribe(subject)  # no callback: no queue reader, no task
     routes.payloads[subscription._id] = handler
     # nats-py awaits the write of the SUB after registering the subscription: what arrived
@@ -127,7 +147,7 @@ async def subscribe_direct_messages(
     through their reply subject, statuses in their headers) and the server's answers to
     publishes. ``handler`` must not block: it runs inside the connection's read loop.
     """
-    routes = _routes(client)
+    routes = direct_routes(client)
     subscription = await client.subscribe(subject)
     routes.messages[subscription._id] = handler
     for msg in _queued_before(subscription):
@@ -183,7 +203,7 @@ _SPENT: Final = _SpentQueue()
 
 async def unsubscribe_direct(client: Client, subscription: Subscription) -> None:
     """Stop a direct subscription (also when its connection is closed)."""
-    _routes(client).pop(subscription._id)
+    direct_routes(client).pop(subscription._id)
     try:
         await subscription.unsubscribe()
     except Exception:  # the connection is closed: the subscription went with it

@@ -27,9 +27,9 @@ from nats.js.client import JetStreamContext
 
 from natsbus.bus.dispatch import DEFAULT_TIME_SLICE
 from natsbus.bus.nats.connection import close_connection, open_connection
-from natsbus.bus.nats.fairness import yield_between_reads
 from natsbus.bus.nats.layout import DEFAULT_PREFIX, SubjectLayout
 from natsbus.bus.nats.options import JetStreamOptions, NatsConnectOptions
+from natsbus.bus.nats.reader import read_frames
 from natsbus.bus.nats.routed import SharedInstanceConsumers
 from natsbus.bus.nats.watch import ConnectionWatch, permission_denied
 from natsbus.bus.statistics import NetworkCounts
@@ -256,7 +256,7 @@ class NatsConnections:
         client = await open_connection(
             self.options, lane.value, on_reconnected=reconnected, on_error=self._on_error
         )
-        yield_between_reads(client, self._time_slice / 2)
+        read_frames(client, self._time_slice / 2)
         return client
 
     async def _on_error(self, error: Exception) -> None:
