@@ -51,6 +51,7 @@ from natsbus.bus.nats.senders import sender_name
 from natsbus.bus.nats.shared import NatsConnections
 from natsbus.bus.nats.subjects import encode_token
 from natsbus.bus.nats.watch import ConnectionWatch
+from natsbus.bus.nats.writes import publish_soon
 from natsbus.bus.statistics import BusStatistics, NetworkCounts, NetworkStatistics
 from natsbus.bus.subscriber import BusSubscriber
 from natsbus.codec import Codec
@@ -405,7 +406,8 @@ class NatsBus(WorkerBus):
             self._watch.sent_disconnected(lane)
         try:
             # W3C trace context rides in NATS headers too, for tools that read only those.
-            await client.publish(subject, data, headers=message.trace_context)
+            if not publish_soon(client, subject, data, headers=message.trace_context):
+                await client.publish(subject, data, headers=message.trace_context)
         except OutboundBufferLimitError as error:
             self._counts.dropped_disconnected += 1
             raise BusUnavailableError(

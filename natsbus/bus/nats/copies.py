@@ -34,6 +34,7 @@ from nats.errors import Error as NatsError
 
 from natsbus.bus.nats.layout import SubjectLayout
 from natsbus.bus.nats.senders import sender_name
+from natsbus.bus.nats.writes import publish_soon
 from natsbus.messages import BusMessage, JobRole
 
 __all__ = ["copy_subject", "send_copy"]
@@ -68,6 +69,7 @@ async def send_copy(
     if not client.is_connected:
         return
     try:
-        await client.publish(subject, data, headers=headers)
+        if not publish_soon(client, subject, data, headers=headers):
+            await client.publish(subject, data, headers=headers)
     except NatsError:  # closing, or the buffer is full: the stored copy is on its way
         logger.debug("fast copy on %s not sent", subject, exc_info=True)

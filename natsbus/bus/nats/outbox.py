@@ -26,6 +26,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from natsbus.bus.nats.direct import subscribe_direct_messages, unsubscribe_direct
+from natsbus.bus.nats.writes import publish_soon
 from natsbus.bus.statistics import NetworkCounts
 from natsbus.errors import BusClosedError
 from natsbus.tasks import cancel_and_wait
@@ -192,13 +193,14 @@ class JobOutbox:
     async def _send(self, token: str, message: OutboundJobMessage) -> None:
         message.attempts += 1
         message.last_sent = time.monotonic()
+        reply = f"{self._inbox}.{token}"
         try:
-            await self._client.publish(
-                message.subject,
-                message.data,
-                reply=f"{self._inbox}.{token}",
-                headers=message.headers,
-            )
+            if not publish_soon(
+                self._client, message.subject, message.data, reply=reply, headers=message.headers
+            ):
+                await self._client.publish(
+                    message.subject, message.data, reply=reply, headers=message.headers
+                )
         except Exception as error:  # disconnected with a full buffer: the retry loop resends
             logger.debug("outbox %s: publish failed (%s)", self._name, error)
 

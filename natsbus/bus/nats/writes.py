@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import types
 from typing import Any, Final
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-__all__ = ["ACK_DELAY", "acknowledge_soon", "coalesce_writes"]
+__all__ = ["ACK_DELAY", "acknowledge_soon", "coalesce_writes", "publish_soon"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,83 @@ def coalesce_writes(client: Client) -> bool:
         logger.warning("nats-py internals changed: writes are not coalesced")
         return False
     client._flusher = types.MethodType(_coalescing_flusher, client)  # type: ignore[method-assign]
+    return True
+
+
+def publish_soon(
+    client: Client,
+    subject: str,
+    payload: bytes,
+    *,
+    reply: str = "",
+    headers: dict[str, str] | None = None,
+) -> bool:
+    """Put a message in the client's pending buffer and wake its flusher, without a coroutine.
+
+    What nats-py's ``publish`` does for a connected client, in one function instead of four
+    coroutines: about a third of a data message's cost to its sender. The subject is not
+    checked (natsbus builds its subjects from encoded tokens).
+
+    Returns:
+        False when nats-py's own ``publish`` must do it (not connected, draining, the payload
+        over the server's limit, the pending buffer over its own, a header nats-py would
+        refuse, or nats-py is not as expected): the caller then awaits ``client.publish``.
+    """
+    any_client: Any = client
+    queue = getattr(any_client, "_flush_queue", None)
+    if queue is None or not any_client.is_connected or any_client.is_draining_pubs:
+        return False
+    if len(payload) > any_client._max_payload:
+        return False
+    if headers:
+        block = _header_block(headers)
+        if block is None:
+            return False
+        size = len(block)
+        command = b"".join(
+            (
+                f"HPUB {subject} {reply} {size} {size + len(payload)}\r\n".encode(),
+                block,
+                payload,
+                b"\r\n",
+            )
+        )
+    else:
+        command = b"".join((f"PUB {subject} {reply} {len(payload)}\r\n".encode(), payload, b"\r\n"))
+    if not _append(any_client, command):
+        return False
+    any_client.stats["out_bytes"] += len(payload)
+    if queue.empty():
+        queue.put_nowait(asyncio.get_running_loop().create_future())
+    return True
+
+
+_HEADER_KEY: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_NEWLINES: Final = str.maketrans({"\r": " ", "\n": " "})
+
+
+def _header_block(headers: dict[str, str]) -> bytes | None:
+    """The header block nats-py would write, or None where it would refuse a header."""
+    lines = ["NATS/1.0\r\n"]
+    for name, value in headers.items():
+        key = name.strip()
+        if not key:
+            continue  # nats-py skips an empty name
+        if not _HEADER_KEY.fullmatch(key) or not isinstance(value, str):
+            return None  # nats-py raises BadHeaderError (or fails): let it
+        lines.append(f"{key}: {value.strip().translate(_NEWLINES)}\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode()
+
+
+def _append(client: Any, command: bytes) -> bool:
+    """Add a command to the pending buffer, unless that takes the buffer over its limit."""
+    limit = client._max_pending_size
+    if limit > 0 and client._pending_data_size + len(command) > limit:
+        return False
+    client._pending.append(command)
+    client._pending_data_size += len(command)
+    client.stats["out_msgs"] += 1
     return True
 
 
@@ -75,13 +153,8 @@ def acknowledge_soon(msg: Msg) -> bool:
     if getattr(client, "_flush_queue", None) is None or not client.is_connected:
         return False
     reply = msg.reply
-    command = f"PUB {reply}  0\r\n\r\n".encode()
-    limit = client._max_pending_size
-    if limit > 0 and client._pending_data_size + len(command) > limit:
+    if not _append(client, f"PUB {reply}  0\r\n\r\n".encode()):
         return False
-    client._pending.append(command)
-    client._pending_data_size += len(command)
-    client.stats["out_msgs"] += 1
     msg._ackd = True
     if getattr(client, _ACK_TIMER, None) is None:
         timer = asyncio.get_running_loop().call_later(ACK_DELAY, _write_held, client)

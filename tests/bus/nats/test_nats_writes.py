@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import nats
 import pytest
+from nats.aio.msg import Msg
 
 from natsbus.bus.nats.connection import close_connection, open_connection
 from natsbus.bus.nats.options import NatsConnectOptions
@@ -15,7 +16,10 @@ from natsbus.bus.nats.writes import (
     _coalescing_flusher,
     acknowledge_soon,
     coalesce_writes,
+    publish_soon,
 )
+
+from helpers.frames import eventually
 
 
 async def _nothing() -> None:
@@ -149,3 +153,45 @@ async def test_an_acknowledgement_leaves_with_the_next_write_or_soon_after(
         for connection in (client, observer):
             if not connection.is_closed:
                 await connection.close()
+
+
+async def test_a_message_put_straight_in_the_buffer_arrives_as_nats_py_sends_it(
+    nats_url: str,
+) -> None:
+    client = await nats.connect(nats_url)
+    receiver = await nats.connect(nats_url)
+    try:
+        got: list[Msg] = []
+
+        async def on_msg(msg: Msg) -> None:
+            got.append(msg)
+
+        await receiver.subscribe("soon.>", cb=on_msg)
+        await receiver.flush()
+        headers = {"Nats-Msg-Id": "m-1", "traceparent": " 00-ab-cd-01 ", "Multi": "a\r\nb"}
+        assert publish_soon(client, "soon.a", b"plain") is True
+        assert publish_soon(client, "soon.b", b"", reply="back", headers=headers) is True
+        await client.publish("soon.c", b"x", reply="back", headers=headers)  # nats-py's own
+        await client.flush()
+        await eventually(lambda: len(got) == 3)
+        a, b, c = got
+        assert (a.subject, a.reply, a.data, a.headers) == ("soon.a", "", b"plain", None)
+        assert (b.reply, b.data) == ("back", b"")
+        assert (
+            b.headers
+            == c.headers
+            == {
+                "Nats-Msg-Id": "m-1",
+                "traceparent": "00-ab-cd-01",
+                "Multi": "a  b",
+            }
+        )
+        # What nats-py would refuse or must handle itself goes back to it.
+        assert publish_soon(client, "soon.d", b"", headers={"bad key": "v"}) is False
+        assert publish_soon(client, "soon.e", b"x" * (client.max_payload + 1)) is False
+        await client.close()
+        assert publish_soon(client, "soon.f", b"") is False
+    finally:
+        await receiver.close()
+        if not client.is_closed:
+            await client.close()
