@@ -16,7 +16,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 __all__ = ["EventHandlers"]
 
@@ -25,31 +25,52 @@ logger = logging.getLogger(__name__)
 _Handler = TypeVar("_Handler", bound=Callable[..., Any])
 
 
+_NO_EVENTS: Final[dict[str, bool]] = {}
+"""The declared events of an object that declared none (shared, never mutated)."""
+_NO_HANDLERS: Final[dict[str, list[Callable[..., Any]]]] = {}
+"""The handlers of an object none were attached to (shared, never mutated)."""
+_DECLARED: dict[tuple[int, str, bool], dict[str, bool]] = {}
+"""Declared-event dicts, interned: ``(id(before), name, sync)`` -> before plus that event.
+
+Objects of one class declare the same events in the same order, so they end up sharing one
+dict instead of holding a copy each (a worker declares 15). Every dict here is kept alive by
+this cache, so an ``id`` in a key is never reused.
+"""
+_DECLARED_MAX: Final = 4096
+"""Interned dicts kept at most: events named per object are copied, not cached for ever."""
+
+
 class EventHandlers:
     """Mixin: named events that handlers can be attached to.
 
-    The state is created on first use, so a subclass needs no ``__init__`` call for it.
+    The state lives in class attributes until it is first changed, so a subclass needs no
+    ``__init__`` call for it, and an object with no handlers attached holds none of its own.
     """
 
-    _event_handlers: dict[str, tuple[bool, list[Callable[..., Any]]]]
-    _event_tasks: set[asyncio.Task[None]]
-
-    def _events(self) -> dict[str, tuple[bool, list[Callable[..., Any]]]]:
-        try:
-            return self._event_handlers
-        except AttributeError:
-            self._event_handlers = {}
-            self._event_tasks = set()
-            return self._event_handlers
+    # Event name -> sync; shared with the objects that declared the same events (never
+    # mutated: declaring an event replaces it, see _DECLARED).
+    _event_sync: dict[str, bool] = _NO_EVENTS
+    # Event name -> handlers, for the events a handler was ever attached to.
+    _event_handlers: dict[str, list[Callable[..., Any]]] = _NO_HANDLERS
+    _event_tasks: set[asyncio.Task[None]] | None = None
 
     def _register_event_handler(self, event_name: str, *, sync: bool = False) -> None:
         """Declare an event (once per instance); ``sync`` awaits its handlers in place."""
-        self._events().setdefault(event_name, (sync, []))
+        declared = self._event_sync
+        if event_name in declared:
+            return  # the first declaration stands
+        key = (id(declared), event_name, sync)
+        extended = _DECLARED.get(key)
+        if extended is None:
+            extended = {**declared, event_name: sync}
+            if len(_DECLARED) < _DECLARED_MAX:
+                _DECLARED[key] = extended
+        self._event_sync = extended
 
     @property
     def event_names(self) -> tuple[str, ...]:
         """The events handlers can be attached to."""
-        return tuple(self._events())
+        return tuple(self._event_sync)
 
     def add_event_handler(self, event_name: str, handler: Callable[..., Any]) -> None:
         """Call ``handler(self, *args)`` whenever ``event_name`` fires.
@@ -61,19 +82,21 @@ class EventHandlers:
         An unknown event name is logged and ignored, as pipecat does: an app written for
         pipecat may attach handlers for events natsbus never fires.
         """
-        entry = self._events().get(event_name)
-        if entry is None:
+        if event_name not in self._event_sync:
             logger.warning(
-                "%r has no event %r; its events are %s", self, event_name, sorted(self._events())
+                "%r has no event %r; its events are %s", self, event_name, sorted(self._event_sync)
             )
             return
-        entry[1].append(handler)
+        handlers = self._event_handlers
+        if handlers is _NO_HANDLERS:
+            handlers = self._event_handlers = {}
+        handlers.setdefault(event_name, []).append(handler)
 
     def remove_event_handler(self, event_name: str, handler: Callable[..., Any]) -> None:
         """Detach a handler (a no-op if it is not attached)."""
-        entry = self._events().get(event_name)
-        if entry is not None and handler in entry[1]:
-            entry[1].remove(handler)
+        handlers = self._event_handlers.get(event_name)
+        if handlers is not None and handler in handlers:
+            handlers.remove(handler)
 
     def event_handler(self, event_name: str) -> Callable[[_Handler], _Handler]:
         """Attach the decorated function to an event (as :meth:`add_event_handler` does).
@@ -92,10 +115,10 @@ class EventHandlers:
 
     async def _call_event_handler(self, event_name: str, *args: Any) -> None:
         """Fire an event: run each attached handler (in its own task unless ``sync``)."""
-        entry = self._events().get(event_name)
-        if entry is None or not entry[1]:
+        handlers = self._event_handlers.get(event_name)
+        if not handlers:
             return
-        sync, handlers = entry
+        sync = self._event_sync[event_name]
         for handler in list(handlers):
             if sync:
                 await self._run_event_handler(event_name, handler, args)
@@ -104,8 +127,11 @@ class EventHandlers:
                     self._run_event_handler(event_name, handler, args),
                     name=f"natsbus-event[{event_name}]",
                 )
-                self._event_tasks.add(task)
-                task.add_done_callback(self._event_tasks.discard)
+                tasks = self._event_tasks
+                if tasks is None:
+                    tasks = self._event_tasks = set()
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
 
     async def _run_event_handler(
         self, event_name: str, handler: Callable[..., Any], args: tuple[Any, ...]
@@ -126,7 +152,7 @@ class EventHandlers:
                 handler waiting for its object's end would otherwise wait for ever).
         """
         current = asyncio.current_task()
-        tasks = [t for t in getattr(self, "_event_tasks", ()) if t is not current]
+        tasks = [t for t in self._event_tasks or () if t is not current]
         if not tasks:
             return
         _, late = await asyncio.wait(tasks, timeout=timeout)

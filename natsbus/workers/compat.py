@@ -7,10 +7,10 @@ owner (the worker's lifecycle and job tracker), never copies.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from natsbus._lazy_event import LazyEvent
     from natsbus.workers.lifecycle import Lifecycle
     from natsbus.workers.requests import JobGroup, JobTracker
 
@@ -41,7 +41,7 @@ class PipecatState:
         self._lifecycle.pending_activation = value
 
     @property
-    def _finished_event(self) -> asyncio.Event:
+    def _finished_event(self) -> LazyEvent:
         return self._lifecycle.ended_event
 
     @property

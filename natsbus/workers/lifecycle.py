@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from natsbus._lazy_event import LazyEvent
 from natsbus.messages import BusCancelWorkerLocalMessage, BusEndWorkerLocalMessage, Payload
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class Lifecycle:
         self.started_at: float | None = None
         self.grace_period: float = 30.0
         self.end_reason: str | None = None
-        self.ended_event = asyncio.Event()
+        self.ended_event = LazyEvent()  # lazy: most workers' ends are never awaited
         self._stopping: asyncio.Task[None] | None = None
         self._hard = False
         self._children_told: set[type] = set()  # which of end / cancel the children were told

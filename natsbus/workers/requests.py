@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from natsbus._ids import new_id
+from natsbus._lazy_event import LazyEvent
 from natsbus.messages import (
     BusJobCancelMessage,
     BusJobMessage,
@@ -147,8 +148,7 @@ class JobTracker:
         self._worker = worker
         self._groups: dict[str, JobGroup] = {}
         self._background: set[asyncio.Task[None]] = set()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._idle = LazyEvent(True)  # lazy: waited on only while the worker ends
 
     @property
     def groups(self) -> dict[str, JobGroup]:

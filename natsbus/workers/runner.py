@@ -116,8 +116,13 @@ class WorkerRunner(EventHandlers, BusSubscriber):
         self._known_runners: set[str] = set()
         self._state = RunnerState.CREATED
         self._ending = False
-        self._cancelled = asyncio.Event()
-        self._all_ended = asyncio.Event()
+        self._cancelled = False
+        self._all_ended = False
+        # While run() waits for the end: resolved once cancelled, and once every worker ended.
+        # Futures rather than two events and two tasks waiting on them: an idle session's
+        # runner waits all its life (issue #17).
+        self._cancel_waiter: asyncio.Future[None] | None = None
+        self._end_waiter: asyncio.Future[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._channels: dict[str, ChannelClient] = {}
 
@@ -169,7 +174,7 @@ class WorkerRunner(EventHandlers, BusSubscriber):
     @property
     def cancelled(self) -> bool:
         """Whether the runner was cancelled (SIGINT, ``BusCancelMessage``, :meth:`cancel`)."""
-        return self._cancelled.is_set()
+        return self._cancelled
 
     @property
     def grace_period(self) -> float:
@@ -314,10 +319,11 @@ class WorkerRunner(EventHandlers, BusSubscriber):
         Args:
             reason: Why, for the logs and the workers.
         """
-        if self._cancelled.is_set():
+        if self._cancelled:
             return
         self._ending = True
-        self._cancelled.set()
+        self._cancelled = True
+        _resolve(self._cancel_waiter)
         logger.info("%s: cancelling (%s)", self, reason)
         for worker in self._roots():
             await self._bus.send(
@@ -352,13 +358,13 @@ class WorkerRunner(EventHandlers, BusSubscriber):
     def _start(self, worker: BaseWorker) -> None:
         if worker.name in self._hosts:
             return
-        self._all_ended.clear()
+        self._all_ended = False
         self._hosts[worker.name] = asyncio.create_task(
             self._host(worker), name=f"natsbus-worker[{worker.name}]"
         )
         if self._ending:
             # Added while ending (a child, say): it ends with the rest.
-            if self._cancelled.is_set():
+            if self._cancelled:
                 self._handles[worker.name].begin_stop(graceful=False, reason="runner cancelled")
             else:
                 self._handles[worker.name].begin_stop(graceful=True, reason="runner ending")
@@ -435,11 +441,18 @@ class WorkerRunner(EventHandlers, BusSubscriber):
 
     def _check_all_ended(self) -> None:
         if self._state is RunnerState.RUNNING and not self._hosts:
-            self._all_ended.set()
+            self._all_ended = True
+            _resolve(self._end_waiter)
 
     async def _wait_all_ended(self) -> None:
-        ended = asyncio.ensure_future(self._all_ended.wait())
-        cancelled = asyncio.ensure_future(self._cancelled.wait())
+        loop = asyncio.get_running_loop()
+        # Once resolved they stay so: a worker started after the end does not undo it.
+        ended = self._end_waiter = loop.create_future()
+        cancelled = self._cancel_waiter = loop.create_future()
+        if self._all_ended:
+            ended.set_result(None)
+        if self._cancelled:
+            cancelled.set_result(None)
         try:
             await asyncio.wait((ended, cancelled), return_when=asyncio.FIRST_COMPLETED)
             if not ended.done():
@@ -453,6 +466,7 @@ class WorkerRunner(EventHandlers, BusSubscriber):
                         self._cancel_timeout,
                     )
         finally:
+            self._end_waiter = self._cancel_waiter = None
             ended.cancel()
             cancelled.cancel()
 
@@ -493,3 +507,9 @@ class PipelineRunner(WorkerRunner):
             stacklevel=2,
         )
         super().__init__(**kwargs)
+
+
+def _resolve(waiter: asyncio.Future[None] | None) -> None:
+    """Resolve a waiter of :meth:`WorkerRunner._wait_all_ended`, if it is waiting."""
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)

@@ -154,8 +154,6 @@ class BaseWorker(WorkerActions, JobMethods, PipecatState, EventHandlers, BusSubs
         self._lifecycle = Lifecycle(self, self._executor, self._tracker, active=active)
         for event in _EVENTS:
             self._register_event_handler(event)
-        # Read on every message: the handler list itself, so that an empty one costs nothing.
-        self._bus_message_handlers = self._events()["on_bus_message"][1]
         self._routes: dict[type[BusMessage], _Route] = {
             BusActivateWorkerMessage: self._handle_worker_activate,
             BusDeactivateWorkerMessage: self._handle_worker_deactivate,
@@ -419,7 +417,7 @@ class BaseWorker(WorkerActions, JobMethods, PipecatState, EventHandlers, BusSubs
     def _takes_any_job(self) -> bool:
         """Whether a request no ``@job`` handler claims has somewhere to go."""
         overridden = type(self).on_job_request is not JobMethods.on_job_request
-        return overridden or bool(self._events()["on_job_request"][1])
+        return overridden or bool(self._event_handlers.get("on_job_request"))
 
     async def _fire(self, event: str, *args: Any) -> None:
         """Call the hook method named ``event``, then the event handlers attached to it."""
@@ -428,12 +426,12 @@ class BaseWorker(WorkerActions, JobMethods, PipecatState, EventHandlers, BusSubs
         except Exception:
             # A hook's bug must not stop the lane (or the job) that fired it.
             logger.exception("%s: %s raised", self, event)
-        if self._event_handlers[event][1]:  # most events have no handler: skip the coroutine
+        if self._event_handlers.get(event):  # most events have no handler: skip the coroutine
             await self._call_event_handler(event, *args)
 
     async def _fire_event(self, event: str, *args: Any) -> None:
         """Call only the event handlers attached to ``event`` (its hook was called already)."""
-        if self._event_handlers[event][1]:
+        if self._event_handlers.get(event):
             await self._call_event_handler(event, *args)
 
     # --- receiving --------------------------------------------------------------------------
@@ -454,7 +452,9 @@ class BaseWorker(WorkerActions, JobMethods, PipecatState, EventHandlers, BusSubs
         route = self._routes.get(type(message))
         if route is not None:
             await route(message)
-        if self._bus_message_handlers and not isinstance(message, BusFrameMessage):
+        # Read on every message: an object with no handlers at all has an empty dict.
+        handlers = self._event_handlers
+        if handlers and handlers.get("on_bus_message") and not isinstance(message, BusFrameMessage):
             await self._call_event_handler("on_bus_message", message)
 
     async def _handle_worker_activate(self, message: BusActivateWorkerMessage) -> None:

@@ -25,6 +25,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from natsbus._lazy_event import LazyEvent
 from natsbus.bus.nats.direct import subscribe_direct_messages, unsubscribe_direct
 from natsbus.bus.nats.writes import publish_soon
 from natsbus.bus.statistics import NetworkCounts
@@ -96,10 +97,9 @@ class JobOutbox:
         self._inbox = client.new_inbox()
         self._tokens = itertools.count()
         self._unacked: dict[str, OutboundJobMessage] = {}
-        self._has_room = asyncio.Event()
-        self._has_room.set()
-        self._empty = asyncio.Event()
-        self._empty.set()
+        # Lazy: an idle bus's outboxes are never waited on.
+        self._has_room = LazyEvent(True)
+        self._empty = LazyEvent(True)
         self._subscription: Subscription | None = None
         self._retry_task: asyncio.Task[None] | None = None
         self._started = False

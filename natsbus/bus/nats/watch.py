@@ -17,6 +17,7 @@ from typing import Final, TypeVar
 
 from nats.errors import SlowConsumerError, StaleConnectionError, UnexpectedEOF
 
+from natsbus._lazy_event import LazyEvent
 from natsbus.bus.nats.options import NatsConnectOptions
 from natsbus.bus.statistics import NetworkCounts
 from natsbus.errors import BusPermissionError
@@ -86,7 +87,7 @@ class ConnectionWatch:
         self._outage_reported = False  # the connection errors of this outage were logged
         self._lossy_sends_logged: set[Lane] = set()
         self._denial: BusPermissionError | None = None
-        self._denied = asyncio.Event()
+        self._denied = LazyEvent()  # lazy: waited on only while the bus starts
         self._denials_logged: set[tuple[str, str]] = set()
 
     def reconnected_callback(self, lane: Lane) -> Callable[[], Awaitable[None]]:
