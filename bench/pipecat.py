@@ -379,7 +379,7 @@ async def main() -> None:
             f"nats-server at {nats.url}, redis-server at {redis}; Python {sys.version.split()[0]}"
         )
         print(
-            f"pid {os.getpid()}; gc tuned; each figure is one run of each bus, on this machine now"
+            f"pid {os.getpid()}; gc tuned; sections 1 and 3: one run of each bus, on this machine"
         )
 
         rates = {
