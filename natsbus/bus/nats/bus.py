@@ -135,8 +135,10 @@ class NatsBus(WorkerBus):
             )
         if not channel:
             raise ValueError("NatsBus channel must be a non-empty name")
-        self._js_options = jetstream_options or JetStreamOptions()
-        self._layout = SubjectLayout(channel, prefix, self._js_options.stream)
+        # Read here only: a NatsBus keeps fewer than 30 attributes, CPython's limit for
+        # key-sharing instance dicts (past it, every bus holds a dict of its own: ~1.3 KiB).
+        js_options = jetstream_options or JetStreamOptions()
+        self._layout = SubjectLayout(channel, prefix, js_options.stream)
         if options.inbox_prefix is None:
             options = dataclasses.replace(options, inbox_prefix=self._layout.inbox_prefix)
         self._options = options
@@ -148,13 +150,16 @@ class NatsBus(WorkerBus):
         # On a shared pair every bus has the pair's instance id: (channel, instance) still
         # names one bus, and the pair's consumers read the replies of all (see routed.py).
         self._instance = connections.instance if connections is not None else secrets.token_hex(8)
-        self._given_clients = clients
-        self._shared = connections
+        # The shared pair or the two clients the bus was given (it closes neither); one
+        # attribute for both, to stay within the 30 (see js_options above).
+        self._given: NatsConnections | tuple[Client, Client] | None = (
+            connections if connections is not None else clients
+        )
         self._clients: dict[Lane, Client] = {}
         self._jetstream: dict[Lane, JetStreamContext] = {}
         self._jobs = JobChannel(
             layout=self._layout,
-            options=self._js_options,
+            options=js_options,
             instance=self._instance,
             codec=self._codec,
             decoder=self._decoder,
@@ -271,9 +276,10 @@ class NatsBus(WorkerBus):
         return self._state is BusState.STARTED
 
     async def _close_clients(self) -> None:
-        if self._shared is not None:
-            self._shared.detach(self._layout.root, self._watch)
-        elif self._given_clients is None:
+        given = self._given
+        if isinstance(given, NatsConnections):
+            given.detach(self._layout.root, self._watch)
+        elif given is None:
             for client in {id(c): c for c in self._clients.values()}.values():
                 await close_connection(client)
 
@@ -473,13 +479,14 @@ class NatsBus(WorkerBus):
     # --- plumbing -----------------------------------------------------------------------------
 
     async def _connect(self) -> None:
-        if self._shared is not None:
+        given = self._given
+        if isinstance(given, NatsConnections):
             # The pair reads with yields already, and tells this bus what concerns it.
-            self._clients = dict(await self._shared.attach(self._layout.root, self._watch))
-            self._jetstream = dict(self._shared.jetstream)
+            self._clients = dict(await given.attach(self._layout.root, self._watch))
+            self._jetstream = dict(given.jetstream)
             return
-        if self._given_clients is not None:
-            system, data = self._given_clients
+        if given is not None:
+            system, data = given
         else:
             system = await self._open(Lane.SYSTEM)
             try:

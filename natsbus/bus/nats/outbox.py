@@ -268,7 +268,10 @@ class JobOutbox:
         while True:
             await asyncio.sleep(self._retry_interval)
             if not self._unacked:
-                return  # all stored: the next put starts the loop again
+                # All stored: the next put starts the loop again. Not kept once done: a
+                # finished task and its coroutine, per outbox of every idle bus (issue #17).
+                self._retry_task = None
+                return
             deadline = time.monotonic() - self._ack_timeout
             for token, message in list(self._unacked.items()):
                 if message.last_sent <= deadline and self._client.is_connected:
