@@ -89,7 +89,7 @@ class _FrameReader:
         self._generation += 1
         self._reset()
 
-    async def feed(self, data: bytes = b"") -> None:  # noqa: PLR0912, PLR0915
+    async def feed(self, data: bytes = b"") -> None:  # noqa: PLR0912
         """Take what the socket gave: the frames it completes are handled, the rest kept.
 
         One loop, frames inline: this is the path of every message the connection reads.
@@ -112,30 +112,23 @@ class _FrameReader:
                 if line_end < 0:
                     break  # the control line is not all here yet
                 start = line_end + 2
-                if buffer.startswith(_MSG, position):
-                    # MSG <subject> <sid> [reply-to] <#bytes>
-                    args = buffer[position + 4 : line_end].split()
-                    count = len(args)
+                # MSG <subject> <sid> [reply-to] <#bytes>
+                # HMSG <subject> <sid> [reply-to] <#header bytes> <#total bytes>
+                with_headers = buffer.startswith(_HMSG, position)
+                if with_headers or buffer.startswith(_MSG, position):
+                    args = buffer[position + 4 + with_headers : line_end].split()
+                    count = len(args) - with_headers  # without the header size
                     if not 3 <= count <= 4:
                         raise ProtocolError
                     stop = start + int(args[-1])
                     if stop + 2 > end:
                         break  # the payload is not all here yet
                     reply = args[2] if count == 4 else b""
-                    handled = deliver(int(args[1]), args[0], reply, buffer[start:stop], None)
-                    after = stop + 2
-                elif buffer.startswith(_HMSG, position):
-                    # HMSG <subject> <sid> [reply-to] <#header bytes> <#total bytes>
-                    args = buffer[position + 5 : line_end].split()
-                    count = len(args)
-                    if not 4 <= count <= 5:
-                        raise ProtocolError
-                    stop = start + int(args[-1])
-                    if stop + 2 > end:
-                        break
-                    payload = start + int(args[-2])
-                    reply = args[2] if count == 5 else b""
-                    headers = buffer[start:payload]
+                    if with_headers:
+                        payload = start + int(args[-2])
+                        headers: bytes | None = buffer[start:payload]
+                    else:
+                        payload, headers = start, None
                     handled = deliver(int(args[1]), args[0], reply, buffer[payload:stop], headers)
                     after = stop + 2
                 else:  # PING, PONG, +OK, -ERR, INFO, or what nats-py calls unknown
