@@ -192,6 +192,14 @@ async def throughput_publisher(bus: WorkerBus, n: int) -> None:
 
 
 class Echo(BaseWorker):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.started = asyncio.Event()
+
+    async def on_activated(self, args: dict[str, Any] | None) -> None:
+        await super().on_activated(args)
+        self.started.set()  # after setup() and start(): it can take jobs
+
     @job(name="echo")
     async def echo(self, message: Any) -> None:
         await self.send_job_response(message.job_id, message.payload)
@@ -236,10 +244,15 @@ async def job_round_trips(kind: str, url: str, rounds: int) -> list[float]:
     asker_runner = WorkerRunner(
         bus=make_bus(kind, url, channel), name="runner-asker", handle_sigint=False
     )
-    asker = Asker(rounds)
-    await worker_runner.add_workers(Echo("echo"))
+    asker, echo = Asker(rounds), Echo("echo")
+    await worker_runner.add_workers(echo)
+    running = [asyncio.create_task(worker_runner.run())]
+    # A pipecat runner that meets another announces all its workers, set up or not: asked
+    # before its setup(), the echo worker would have no TaskManager (RedisBus hands it the
+    # request; natsbus keeps it in the stream until the worker has started).
+    await asyncio.wait_for(echo.started.wait(), 30)
     await asker_runner.add_workers(asker)
-    running = [asyncio.create_task(r.run()) for r in (worker_runner, asker_runner)]
+    running.append(asyncio.create_task(asker_runner.run()))
     try:
         await asyncio.wait_for(asker.done.wait(), 300)
     finally:

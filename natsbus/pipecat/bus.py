@@ -94,7 +94,11 @@ class _Member(BusSubscriber):
 
     @property
     def bus_taking_jobs(self) -> bool:
-        return self._worker is not None and self._worker.active
+        # Started, not only active: pipecat makes a worker active when it is made, and a
+        # runner that meets another announces all its workers, set up or not; a request
+        # pulled before setup() would find no TaskManager. It waits in the stream instead.
+        worker = self._worker
+        return worker is not None and worker.active and worker.started_at is not None
 
     async def _activity_changed(self, *_: object) -> None:
         taking = self.bus_taking_jobs

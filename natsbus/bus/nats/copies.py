@@ -28,6 +28,8 @@ only the stream can decide.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
@@ -37,7 +39,7 @@ from natsbus.bus.nats.senders import sender_name
 from natsbus.bus.nats.writes import publish_soon
 from natsbus.messages import BusMessage, JobRole
 
-__all__ = ["copy_subject", "send_copy"]
+__all__ = ["FastCopy", "copy_subject", "send_copy"]
 
 logger = logging.getLogger("natsbus.bus.nats")
 
@@ -62,14 +64,33 @@ def copy_subject(layout: SubjectLayout, message: BusMessage, reply_to: str = "")
     return None
 
 
-async def send_copy(
-    client: Client, subject: str, data: bytes, headers: dict[str, str] | None
-) -> None:
+@dataclass(frozen=True, slots=True)
+class FastCopy:
+    """The fast copy of a stored message, sent right after its first publish, in one write.
+
+    The outbox sends it (:class:`~natsbus.bus.nats.outbox.OutboundJobMessage`), so that a
+    publish written at once takes its copy with it. A resend has none: by then the stored
+    copy is on its way.
+
+    Attributes:
+        subject: The core subject (:func:`copy_subject`).
+        headers: Its NATS headers (the trace context), if any.
+        wanted: Asked just before it is sent; False drops it. An answer's copy is dropped once
+            the bus no longer surely holds the delivery it answers: that delivery may have
+            gone to another replica, and only the stored answer may reach the requester.
+    """
+
+    subject: str
+    headers: dict[str, str] | None = None
+    wanted: Callable[[], bool] | None = None
+
+
+async def send_copy(client: Client, copy: FastCopy, data: bytes) -> None:
     """Publish a fast copy if the connection is up; never raises (the stored copy suffices)."""
     if not client.is_connected:
         return
     try:
-        if not publish_soon(client, subject, data, headers=headers):
-            await client.publish(subject, data, headers=headers)
+        if not publish_soon(client, copy.subject, data, headers=copy.headers):
+            await client.publish(copy.subject, data, headers=copy.headers)
     except NatsError:  # closing, or the buffer is full: the stored copy is on its way
-        logger.debug("fast copy on %s not sent", subject, exc_info=True)
+        logger.debug("fast copy on %s not sent", copy.subject, exc_info=True)

@@ -32,7 +32,7 @@ from natsbus._job_messages import error_answer
 from natsbus.bus.nats.answers import AnsweredCheck, answer_id
 from natsbus.bus.nats.consumer_set import ConsumerSet
 from natsbus.bus.nats.consumers import ConsumerStatistics
-from natsbus.bus.nats.copies import copy_subject, send_copy
+from natsbus.bus.nats.copies import FastCopy, copy_subject
 from natsbus.bus.nats.inbound import InboundDecoder
 from natsbus.bus.nats.intake import MSG_ID_HEADER, REPLY_TO_HEADER, SENDER_HEADER, JobIntake
 from natsbus.bus.nats.jetstream import TTL_HEADER, ensure_streams, ttl_value
@@ -347,11 +347,9 @@ class JobChannel:
                 headers=headers,
                 on_stored=on_stored,
                 on_refused=on_refused,
+                copy=self._fast_copy(message, reply_to, job),
             )
         )
-        if role is JobRole.ANSWER and job is not None and not job.held:
-            return  # another bus may answer this delivery: only the stored answer may reach
-        await self._send_copy(message, data, reply_to)
 
     def prepare(self, message: BusJobMessage) -> None:
         """Give a job message its final id before it is encoded.
@@ -369,12 +367,19 @@ class JobChannel:
         """A stored message's fast copy arrived on core NATS (see ``JobIntake.on_fast_copy``)."""
         self._intake.on_fast_copy(message, subject)
 
-    async def _send_copy(self, message: BusMessage, data: bytes, reply_to: str | None) -> None:
+    def _fast_copy(
+        self, message: BusMessage, reply_to: str | None, job: TakenJob | None = None
+    ) -> FastCopy | None:
+        """The fast copy of a stored message, if it has one (see :mod:`.copies`)."""
         if not self._options.fast_copies:
-            return
+            return None
         subject = copy_subject(self._layout, message, reply_to or "")
-        if subject is not None:
-            await send_copy(self._clients[message.lane], subject, data, message.trace_context)
+        if subject is None:
+            return None
+        if message.job_role is JobRole.ANSWER and job is not None:
+            # Another bus may answer this delivery once this one no longer surely holds it.
+            return FastCopy(subject, message.trace_context, wanted=lambda: job.held)
+        return FastCopy(subject, message.trace_context)
 
     async def publish_stored(self, message: BusMessage, data: bytes, subject: str) -> None:
         """Store a lifecycle message on its subject, for every bus that reads it.
@@ -387,9 +392,10 @@ class JobChannel:
         if message.trace_context:
             headers.update(message.trace_context)
         await self._outboxes[message.lane].put(
-            OutboundJobMessage(subject=subject, data=data, headers=headers)
+            OutboundJobMessage(
+                subject=subject, data=data, headers=headers, copy=self._fast_copy(message, None)
+            )
         )
-        await self._send_copy(message, data, None)
 
     async def flush(self, timeout: float | None) -> None:
         """Wait until every job message sent so far is stored.

@@ -26,6 +26,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from natsbus._lazy_event import LazyEvent
+from natsbus.bus.nats.copies import FastCopy, send_copy
 from natsbus.bus.nats.direct import subscribe_direct_messages, unsubscribe_direct
 from natsbus.bus.nats.writes import publish_soon
 from natsbus.bus.statistics import NetworkCounts
@@ -52,6 +53,7 @@ class OutboundJobMessage:
             stream called it a duplicate (a message with its id was stored before).
         on_refused: Called if the server refuses the publish (the user lacks the permission):
             the message is then given up, as no resend can succeed.
+        copy: Its fast copy, sent with its first publish, if it has one.
     """
 
     subject: str
@@ -59,6 +61,7 @@ class OutboundJobMessage:
     headers: dict[str, str]
     on_stored: Callable[[bool], None] | None = None
     on_refused: Callable[[], None] | None = None
+    copy: FastCopy | None = None
     attempts: int = field(default=0, init=False)
     last_sent: float = field(default=0.0, init=False)
 
@@ -194,15 +197,29 @@ class JobOutbox:
         message.attempts += 1
         message.last_sent = time.monotonic()
         reply = f"{self._inbox}.{token}"
+        copy = message.copy if message.attempts == 1 else None
+        if copy is not None and copy.wanted is not None and not copy.wanted():
+            copy = None
+        client = self._client
         try:
-            if not publish_soon(
-                self._client, message.subject, message.data, reply=reply, headers=message.headers
+            if publish_soon(
+                client,
+                message.subject,
+                message.data,
+                reply=reply,
+                headers=message.headers,
+                copy_to=None if copy is None else copy.subject,
+                copy_headers=None if copy is None else copy.headers,
             ):
-                await self._client.publish(
-                    message.subject, message.data, reply=reply, headers=message.headers
-                )
+                return
+            await client.publish(
+                message.subject, message.data, reply=reply, headers=message.headers
+            )
         except Exception as error:  # disconnected with a full buffer: the retry loop resends
             logger.debug("outbox %s: publish failed (%s)", self._name, error)
+            return
+        if copy is not None:
+            await send_copy(client, copy, message.data)
 
     def _on_ack(self, msg: Msg) -> None:
         token = msg.subject.rsplit(".", 1)[-1]

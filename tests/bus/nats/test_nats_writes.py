@@ -13,6 +13,7 @@ from natsbus.bus.nats.connection import close_connection, open_connection
 from natsbus.bus.nats.options import NatsConnectOptions
 from natsbus.bus.nats.writes import (
     ACK_DELAY,
+    QUIET_GAP,
     _coalescing_flusher,
     acknowledge_soon,
     coalesce_writes,
@@ -195,3 +196,95 @@ async def test_a_message_put_straight_in_the_buffer_arrives_as_nats_py_sends_it(
         await receiver.close()
         if not client.is_closed:
             await client.close()
+
+
+async def test_a_quiet_connection_writes_at_once_and_a_burst_leaves_to_the_flusher(
+    nats_url: str,
+) -> None:
+    client = await open_connection(
+        NatsConnectOptions(servers=(nats_url,)), "data", on_reconnected=_nothing, on_error=_quiet
+    )
+    receiver = await nats.connect(nats_url)
+    try:
+        got: list[bytes] = []
+        all_in = asyncio.Event()
+
+        async def on_msg(msg: Msg) -> None:
+            got.append(msg.data)
+            if len(got) == 5:
+                all_in.set()
+
+        await receiver.subscribe("quiet.test", cb=on_msg)
+        await receiver.flush()
+        writer = client._transport._io_writer  # type: ignore[union-attr]
+        writes: list[int] = []
+        write = writer.writelines
+
+        def counted(payload: list[bytes]) -> None:
+            writes.append(len(payload))
+            write(payload)
+
+        writer.writelines = counted  # type: ignore[method-assign]
+        buffered: list[int] = []
+
+        def burst() -> None:
+            # A timer's callback, alone in its loop turn: nothing else could join the write.
+            for i in range(5):
+                assert publish_soon(client, "quiet.test", str(i).encode()) is True
+                buffered.append(client._pending_data_size)
+
+        # Waited on without polling: when the timer fires the connection is quiet, and no
+        # other callback shares its turn.
+        asyncio.get_running_loop().call_later(4 * QUIET_GAP, burst)
+        await asyncio.wait_for(all_in.wait(), 5)
+        # The first message left before publish_soon returned; the other four waited for
+        # the flusher, which wrote them together.
+        assert buffered[0] == 0 and all(size > 0 for size in buffered[1:])
+        assert writes == [1, 4] and client._pending_data_size == 0
+        assert got == [str(i).encode() for i in range(5)]
+    finally:
+        await receiver.close()
+        await close_connection(client)
+
+
+async def test_a_fast_copy_leaves_in_the_write_of_its_stored_message(nats_url: str) -> None:
+    client = await open_connection(
+        NatsConnectOptions(servers=(nats_url,)), "data", on_reconnected=_nothing, on_error=_quiet
+    )
+    receiver = await nats.connect(nats_url)
+    try:
+        got: list[Msg] = []
+
+        async def on_msg(msg: Msg) -> None:
+            got.append(msg)
+
+        await receiver.subscribe("pair.>", cb=on_msg)
+        await receiver.flush()
+        sent = client.stats["out_msgs"]
+        assert publish_soon(
+            client,
+            "pair.stored",
+            b"body",
+            reply="acks",
+            headers={"Nats-Msg-Id": "m-1"},
+            copy_to="pair.copy",
+            copy_headers={"traceparent": "00-ab-cd-01"},
+        )
+        # One command pair in the buffer (or already written), counted as two messages.
+        assert client.stats["out_msgs"] == sent + 2
+        await client.flush()
+        await eventually(lambda: len(got) == 2)
+        stored, copy = got
+        assert (stored.subject, stored.reply, stored.data) == ("pair.stored", "acks", b"body")
+        assert stored.headers == {"Nats-Msg-Id": "m-1"}
+        assert (copy.subject, copy.reply, copy.data) == ("pair.copy", "", b"body")
+        assert copy.headers == {"traceparent": "00-ab-cd-01"}
+        # A copy nats-py would refuse sends neither: the caller falls back to nats-py.
+        before = client._pending_data_size
+        assert not publish_soon(
+            client, "pair.stored", b"x", copy_to="pair.copy", copy_headers={"bad key": "v"}
+        )
+        assert client._pending_data_size == before
+    finally:
+        await receiver.close()
+        await close_connection(client)
