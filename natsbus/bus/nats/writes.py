@@ -16,6 +16,12 @@ CPU per job; for a tight loop of data messages (``bench/bus_nats.py``) 2% fewer 
 within the noise. Waiting only when a single command is pending was tried too: it lost the
 gain on jobs.
 
+A message published on a quiet connection, with no other callback ready to run, is written
+at once instead (:func:`_write_now`): nothing could join its write, and a loop turn later the
+publishing task would have finished its own work first. Measured with and without it in one
+run (4 interleaved pairs): at 64 jobs in flight 4,595 against 4,089 jobs per second and 11%
+less server CPU per job; a pipecat job round trip in one process 10% shorter.
+
 Acknowledgements go further (:func:`acknowledge_soon`): they wait, up to :data:`ACK_DELAY`,
 for the next write on their connection.
 """
