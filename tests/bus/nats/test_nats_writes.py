@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import nats
 import pytest
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from natsbus.bus.nats.connection import close_connection, open_connection
@@ -31,10 +32,15 @@ async def _quiet(error: Exception) -> None:
     return None
 
 
-async def test_a_bus_connection_coalesces_and_still_delivers_everything(nats_url: str) -> None:
-    client = await open_connection(
-        NatsConnectOptions(servers=(nats_url,)), "data", on_reconnected=_nothing, on_error=_quiet
+async def _bus_connection(url: str) -> Client:
+    """A data lane's connection, as a NatsBus opens it (coalescing flusher included)."""
+    return await open_connection(
+        NatsConnectOptions(servers=(url,)), "data", on_reconnected=_nothing, on_error=_quiet
     )
+
+
+async def test_a_bus_connection_coalesces_and_still_delivers_everything(nats_url: str) -> None:
+    client = await _bus_connection(nats_url)
     receiver = await nats.connect(nats_url)
     try:
         assert client._flusher.__func__ is _coalescing_flusher  # type: ignore[attr-defined]
@@ -80,9 +86,7 @@ def test_a_client_without_the_expected_internals_is_left_as_it_is(
 async def test_flushes_queued_while_the_flusher_waits_are_ended_by_its_one_write(
     nats_url: str,
 ) -> None:
-    client = await open_connection(
-        NatsConnectOptions(servers=(nats_url,)), "data", on_reconnected=_nothing, on_error=_quiet
-    )
+    client = await _bus_connection(nats_url)
     try:
         writes: list[int] = []
         transport = client._transport
@@ -201,9 +205,7 @@ async def test_a_message_put_straight_in_the_buffer_arrives_as_nats_py_sends_it(
 async def test_a_quiet_connection_writes_at_once_and_a_burst_leaves_to_the_flusher(
     nats_url: str,
 ) -> None:
-    client = await open_connection(
-        NatsConnectOptions(servers=(nats_url,)), "data", on_reconnected=_nothing, on_error=_quiet
-    )
+    client = await _bus_connection(nats_url)
     receiver = await nats.connect(nats_url)
     try:
         got: list[bytes] = []
@@ -248,9 +250,7 @@ async def test_a_quiet_connection_writes_at_once_and_a_burst_leaves_to_the_flush
 
 
 async def test_a_fast_copy_leaves_in_the_write_of_its_stored_message(nats_url: str) -> None:
-    client = await open_connection(
-        NatsConnectOptions(servers=(nats_url,)), "data", on_reconnected=_nothing, on_error=_quiet
-    )
+    client = await _bus_connection(nats_url)
     receiver = await nats.connect(nats_url)
     try:
         got: list[Msg] = []
